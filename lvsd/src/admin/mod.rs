@@ -1,0 +1,254 @@
+//! The control path: one [`Control`] owns the rule model and applies every
+//! change, whether it comes from the admin socket, the boot-time config or a
+//! reload. [`server`] only decodes requests, checks who may change things and
+//! hands typed operations here.
+//!
+//! A change is applied to a copy of the model, validated, built into a new
+//! rule table and swapped in with one atomic store; the shards pick it up at
+//! their next batch. A refused change leaves model, table and kernel as they
+//! were.
+
+pub mod rates;
+pub mod server;
+
+use crate::dataplane::{DropReason, Interfaces, ShardCounters};
+use crate::io::kernel::KernelFilter;
+use crate::io::shard::ShardRequest;
+use crate::rules::{DestState, Model, RuleError, RuleTable};
+use crate::stats;
+use arc_swap::ArcSwap;
+use lvsd_proto::{
+    DaemonStats, DestInfo, ErrorKind, Method, Op, Protocol, Response, ServiceInfo, ServiceKey,
+    ShardStats, Snapshot, VersionInfo,
+};
+use rates::RateEstimator;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the control path reaches one shard.
+pub struct ShardHandle {
+    pub counters: Arc<ShardCounters>,
+    pub requests: Sender<ShardRequest>,
+}
+
+/// The owner of the rules.
+pub struct Control {
+    model: Model,
+    pub rules: Arc<ArcSwap<RuleTable>>,
+    pub ifaces: Arc<ArcSwap<Interfaces>>,
+    kernel: Option<KernelFilter>,
+    shards: Vec<ShardHandle>,
+    rates: RateEstimator,
+    conn_table_size: u64,
+    /// Removed NAT destinations whose connections still carry traffic: the
+    /// kernel filter keeps dropping their replies until the last one ends.
+    lingering: Vec<(Protocol, SocketAddr, Arc<DestState>)>,
+}
+
+impl Control {
+    pub fn new(
+        model: Model,
+        ifaces: Arc<ArcSwap<Interfaces>>,
+        kernel: Option<KernelFilter>,
+        conn_table_size: u64,
+    ) -> Self {
+        let rules = Arc::new(ArcSwap::from_pointee(model.build(1)));
+        Control {
+            model,
+            rules,
+            ifaces,
+            kernel,
+            shards: Vec::new(),
+            rates: RateEstimator::default(),
+            conn_table_size,
+            lingering: Vec::new(),
+        }
+    }
+
+    pub fn add_shard(&mut self, h: ShardHandle) {
+        self.shards.push(h);
+    }
+
+    /// Takes the kernel filter out (to remove it at shutdown).
+    pub fn take_kernel(&mut self) -> Option<KernelFilter> {
+        self.kernel.take()
+    }
+
+    /// Brings the kernel filter in line with the rules (at start and after
+    /// every change).
+    pub fn sync_kernel(&mut self) {
+        let Some(k) = self.kernel.as_mut() else {
+            return;
+        };
+        let services = self
+            .model
+            .services
+            .iter()
+            .map(|s| (s.spec.key.protocol, s.spec.key.addr));
+        let mut dests: Vec<(Protocol, SocketAddr)> = self
+            .model
+            .services
+            .iter()
+            .flat_map(|s| {
+                s.dests
+                    .iter()
+                    .filter(|d| d.spec.method == Method::Nat)
+                    .map(move |d| (s.spec.key.protocol, d.spec.addr))
+            })
+            .collect();
+        dests.extend(self.lingering.iter().map(|(p, a, _)| (*p, *a)));
+        let ifaces = self.ifaces.load();
+        if let Err(e) = k.sync(services, dests.into_iter(), &ifaces) {
+            tracing::error!("updating the kernel filter: {e}");
+        }
+    }
+
+    /// Applies a change: validated, built, swapped in, or refused whole.
+    pub fn apply(&mut self, op: &Op) -> Result<(), RuleError> {
+        let before = self.model.clone();
+        self.model.apply(op)?;
+        // NAT destinations that left the model but may still have connections.
+        for s in &before.services {
+            for d in &s.dests {
+                let still = self.model.services.iter().any(|n| {
+                    n.spec.key.protocol == s.spec.key.protocol
+                        && n.dests.iter().any(|nd| Arc::ptr_eq(&nd.state, &d.state))
+                });
+                if !still && d.spec.method == Method::Nat {
+                    self.lingering
+                        .push((s.spec.key.protocol, d.spec.addr, d.state.clone()));
+                }
+            }
+        }
+        if op.is_change() && !matches!(op, Op::Zero { .. }) {
+            let generation = self.rules.load().generation + 1;
+            self.rules.store(Arc::new(self.model.build(generation)));
+            self.sync_kernel();
+        }
+        Ok(())
+    }
+
+    /// Answers one request (the caller has checked permissions).
+    pub fn handle(&mut self, op: &Op) -> Response {
+        match op {
+            Op::Version => Response::Version(VersionInfo {
+                daemon: env!("CARGO_PKG_VERSION").to_string(),
+                conn_table_size: self.conn_table_size,
+            }),
+            Op::List { service } => self.snapshot(service.as_ref()),
+            Op::ListConns => self.list_conns(),
+            Op::GetTimeouts => Response::Timeouts(self.model.timeouts),
+            Op::DaemonStats => Response::DaemonStats(self.daemon_stats()),
+            _ => match self.apply(op) {
+                Ok(()) => Response::Ok,
+                Err(e) => Response::Error {
+                    kind: e.kind,
+                    message: e.message,
+                },
+            },
+        }
+    }
+
+    fn snapshot(&self, only: Option<&ServiceKey>) -> Response {
+        if let Some(key) = only {
+            if !self.model.services.iter().any(|s| s.spec.key == *key) {
+                return Response::Error {
+                    kind: ErrorKind::NoService,
+                    message: format!("no such service: {key}"),
+                };
+            }
+        }
+        let services = self
+            .model
+            .services
+            .iter()
+            .filter(|s| only.is_none_or(|k| *k == s.spec.key))
+            .map(|s| ServiceInfo {
+                spec: s.spec.clone(),
+                stats: stats::sub(s.state.stats.sum(), base(&s.state.zero_base)),
+                rates: self.rates.service(&s.spec.key),
+                dests: s
+                    .dests
+                    .iter()
+                    .map(|d| DestInfo {
+                        spec: d.spec.clone(),
+                        active_conns: d.state.active.load(Relaxed),
+                        inact_conns: d.state.inactive.load(Relaxed),
+                        persist_conns: d.state.persist.load(Relaxed),
+                        stats: stats::sub(d.state.stats.sum(), base(&d.state.zero_base)),
+                        rates: self.rates.dest(&s.spec.key, &d.spec.addr),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Response::Services(Snapshot {
+            conn_table_size: self.conn_table_size,
+            services,
+        })
+    }
+
+    fn list_conns(&self) -> Response {
+        let mut conns = Vec::new();
+        for (i, s) in self.shards.iter().enumerate() {
+            let (tx, rx) = mpsc::channel();
+            if s.requests.send(ShardRequest::ListConns(tx)).is_err() {
+                continue;
+            }
+            match rx.recv_timeout(Duration::from_secs(2)) {
+                Ok(mut c) => conns.append(&mut c),
+                Err(_) => tracing::warn!("shard {i} did not list its connections in time"),
+            }
+        }
+        Response::Conns { conns }
+    }
+
+    fn daemon_stats(&self) -> DaemonStats {
+        DaemonStats {
+            shards: self
+                .shards
+                .iter()
+                .map(|s| {
+                    let c = &s.counters;
+                    ShardStats {
+                        rx_frames: c.rx_frames.load(Relaxed),
+                        rx_bytes: c.rx_bytes.load(Relaxed),
+                        tx_frames: c.tx_frames.load(Relaxed),
+                        tx_bytes: c.tx_bytes.load(Relaxed),
+                        passed: c.passed.load(Relaxed),
+                        conns: c.conns.load(Relaxed),
+                        drops: DropReason::ALL
+                            .iter()
+                            .map(|r| (r.name().to_string(), c.drops[*r as usize].load(Relaxed)))
+                            .collect(),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Every two seconds: rate estimates, and forgetting removed
+    /// destinations whose last connection has ended.
+    pub fn tick(&mut self) {
+        self.rates.sample(&self.model);
+        let before = self.lingering.len();
+        // Only this list holds the state once no connection does.
+        self.lingering.retain(|(_, _, s)| Arc::strong_count(s) > 1);
+        if self.lingering.len() != before {
+            self.sync_kernel();
+        }
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+}
+
+fn base(m: &std::sync::Mutex<lvsd_proto::Stats>) -> lvsd_proto::Stats {
+    match m.lock() {
+        Ok(b) => *b,
+        Err(p) => *p.into_inner(),
+    }
+}

@@ -1,0 +1,315 @@
+//! Starting and stopping the daemon: the order in which the parts come up and
+//! go down.
+//!
+//! Start: config (nothing touched if it is bad) → interfaces → rules →
+//! kernel filter → packet sockets joined to the fanout group in shard order
+//! → shard threads → neighbour resolver → admin socket. Stop (SIGTERM,
+//! SIGINT): shards and resolver end, the kernel filter and the socket file
+//! are removed. SIGHUP reloads the config file through [`Control::apply`],
+//! the same path as `lvsadm` changes.
+
+use crate::admin::server::{self, Access};
+use crate::admin::{Control, ShardHandle};
+use crate::config::{self, Config, ConfigError};
+use crate::dataplane::{NeighTable, ShardCounters};
+use crate::io::ifaces::{self, IfaceError};
+use crate::io::kernel::{KernelError, KernelFilter};
+use crate::io::neigh::{self, NeighCounters};
+use crate::io::shard::{self, ShardParams};
+use crate::io::sys;
+use crate::rules::Model;
+use arc_swap::ArcSwap;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// a bad configuration file
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// an interface problem
+    #[error("{0}")]
+    Iface(#[from] IfaceError),
+    /// the nftables table could not be installed
+    #[error("{0}")]
+    Kernel(#[from] KernelError),
+    /// the admin socket could not be set up
+    #[error("{0}")]
+    Admin(#[from] server::ServerError),
+    /// the admin group does not exist
+    #[error("admin group '{0}' does not exist")]
+    NoGroup(String),
+    /// a system resource failed
+    #[error("{what}: {err}")]
+    Io { what: String, err: std::io::Error },
+    /// a shard stopped on an error
+    #[error("shard {0} failed: {1}")]
+    Shard(usize, std::io::Error),
+}
+
+impl DaemonError {
+    /// The process exit code: 2 for a bad config, 1 for anything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            DaemonError::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let what = what.into();
+    move |err| DaemonError::Io { what, err }
+}
+
+/// Runs lvsd with the config at `path` until SIGTERM or SIGINT.
+pub fn run(path: &Path) -> Result<(), DaemonError> {
+    let cfg = config::load(path)?;
+    init_logging(&cfg.daemon.log);
+    let d = &cfg.daemon;
+    let admin_gid = match &d.admin_group {
+        Some(name) => Some(
+            nix::unistd::Group::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| DaemonError::NoGroup(name.clone()))?
+                .gid
+                .as_raw(),
+        ),
+        None => None,
+    };
+    let ifaces = Arc::new(ArcSwap::from_pointee(ifaces::discover(&d.interfaces)?));
+    let mut model = Model::new(d.shards);
+    if let Err(e) = model.apply(&cfg.reload_batch()) {
+        // load() validated every operation; this is a bug if it happens.
+        return Err(DaemonError::Io {
+            what: "applying the configuration".into(),
+            err: std::io::Error::other(e.message),
+        });
+    }
+    // From here on, SIGHUP, SIGINT and SIGTERM are queued for the main loop.
+    let mut signals = Signals::new([SIGHUP, SIGINT, SIGTERM]).map_err(io_err("signals"))?;
+
+    let kernel = if d.kernel_filter {
+        Some(KernelFilter::install(&ifaces.load())?)
+    } else {
+        None
+    };
+    let conn_table_size = (d.conn_limit * d.shards) as u64;
+    let control = Arc::new(Mutex::new(Control::new(
+        model,
+        ifaces.clone(),
+        kernel,
+        conn_table_size,
+    )));
+    let stop = Arc::new(AtomicBool::new(false));
+    let result = start_and_wait(
+        &cfg,
+        path,
+        &control,
+        &ifaces,
+        admin_gid,
+        &stop,
+        &mut signals,
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    let mut c = lock(&control);
+    if let Some(k) = c.take_kernel() {
+        k.remove();
+    }
+    drop(c);
+    let _ = std::fs::remove_file(&d.admin_socket);
+    tracing::info!("lvsd stopped");
+    result
+}
+
+fn lock(c: &Mutex<Control>) -> std::sync::MutexGuard<'_, Control> {
+    match c.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn start_and_wait(
+    cfg: &Config,
+    path: &Path,
+    control: &Arc<Mutex<Control>>,
+    ifaces: &Arc<ArcSwap<crate::dataplane::Interfaces>>,
+    admin_gid: Option<u32>,
+    stop: &Arc<AtomicBool>,
+    signals: &mut Signals,
+) -> Result<(), DaemonError> {
+    let d = &cfg.daemon;
+    lock(control).sync_kernel();
+    let rules = lock(control).rules.clone();
+    let neigh_table = Arc::new(ArcSwap::from_pointee(NeighTable::default()));
+
+    // Sockets are made and joined to the fanout group here, in shard order,
+    // so the group's member order is the shard order.
+    let group = u16::try_from(std::process::id() & 0xffff).unwrap_or(1);
+    let mut sockets = Vec::with_capacity(d.shards);
+    for i in 0..d.shards {
+        let s = sys::packet_socket(sys::ETH_P_ALL_BE, 0)
+            .map_err(io_err(format!("shard {i}: packet socket")))?;
+        sys::tune_data_socket(s.as_raw_fd(), 8 << 20)
+            .map_err(io_err(format!("shard {i}: socket options")))?;
+        if d.shards > 1 {
+            sys::join_fanout(s.as_raw_fd(), group)
+                .map_err(io_err(format!("shard {i}: fanout group")))?;
+        }
+        sockets.push(s);
+    }
+
+    let epoch = Instant::now();
+    let (done_tx, done_rx) = mpsc::channel::<(usize, std::io::Result<()>)>();
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    for (id, socket) in sockets.into_iter().enumerate() {
+        let counters = Arc::new(ShardCounters::default());
+        let (req_tx, req_rx) = mpsc::channel();
+        lock(control).add_shard(ShardHandle {
+            counters: counters.clone(),
+            requests: req_tx,
+        });
+        let params = ShardParams {
+            id,
+            socket,
+            ifaces: ifaces.clone(),
+            rules: rules.clone(),
+            neigh: neigh_table.clone(),
+            counters,
+            stop: stop.clone(),
+            requests: req_rx,
+            epoch,
+            conn_capacity: d.conn_limit,
+            buffers: d.buffers,
+            buffer_size: d.buffer_size,
+            fanout_owner: d.shards > 1 && id == 0,
+        };
+        let done = done_tx.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("lvsd-shard{id}"))
+            .spawn(move || {
+                let r = shard::run(params);
+                let _ = done.send((id, r));
+            })
+            .map_err(io_err("starting a shard thread"))?;
+        threads.push(t);
+    }
+
+    let neigh_counters = Arc::new(NeighCounters::default());
+    {
+        let (ifaces, rules, out, counters, stop) = (
+            ifaces.clone(),
+            rules.clone(),
+            neigh_table.clone(),
+            neigh_counters.clone(),
+            stop.clone(),
+        );
+        let t = std::thread::Builder::new()
+            .name("lvsd-neigh".into())
+            .spawn(move || {
+                if let Err(e) = neigh::run(ifaces, rules, out, counters, stop) {
+                    tracing::error!("neighbour resolver stopped: {e}");
+                }
+            })
+            .map_err(io_err("starting the neighbour resolver"))?;
+        threads.push(t);
+    }
+
+    // Rates and lingering destinations, every two seconds.
+    {
+        let (control, stop) = (control.clone(), stop.clone());
+        let t = std::thread::Builder::new()
+            .name("lvsd-tick".into())
+            .spawn(move || {
+                let mut next = Instant::now() + Duration::from_secs(2);
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if Instant::now() >= next {
+                        next += Duration::from_secs(2);
+                        lock(&control).tick();
+                    }
+                }
+            })
+            .map_err(io_err("starting the estimator"))?;
+        threads.push(t);
+    }
+
+    let access = Access { admin_gid };
+    let listener = server::bind(&d.admin_socket, d.socket_mode, access)?;
+    {
+        let control = control.clone();
+        std::thread::Builder::new()
+            .name("lvsd-admin".into())
+            .spawn(move || server::serve(listener, access, control))
+            .map_err(io_err("starting the admin server"))?;
+    }
+    tracing::info!(
+        "lvsd {} running: {} shard(s) on {}, admin socket {}",
+        env!("CARGO_PKG_VERSION"),
+        d.shards,
+        d.interfaces.join(", "),
+        d.admin_socket.display()
+    );
+
+    let socket_path: PathBuf = d.admin_socket.clone();
+    let result = loop {
+        if let Ok((id, r)) = done_rx.try_recv() {
+            break match r {
+                Ok(()) => Ok(()),
+                Err(e) => Err(DaemonError::Shard(id, e)),
+            };
+        }
+        let mut quit = false;
+        for sig in signals.pending() {
+            match sig {
+                SIGHUP => reload(path, &socket_path, control),
+                _ => quit = true,
+            }
+        }
+        if quit {
+            break Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    result
+}
+
+/// Re-reads the config file and applies its rules as one batch. A bad file
+/// changes nothing; daemon settings other than the rules need a restart.
+fn reload(path: &Path, socket: &Path, control: &Mutex<Control>) {
+    match config::load(path) {
+        Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
+        Ok(cfg) => {
+            if cfg.daemon.admin_socket != socket {
+                tracing::warn!("reload: a new admin_socket takes effect at the next start");
+            }
+            match lock(control).apply(&cfg.reload_batch()) {
+                Ok(()) => tracing::info!("reloaded {}", path.display()),
+                Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Rewriting one packet for one connection: one module per forwarding
+//! method, no I/O, no lookups. The caller has validated the headers.
+
+pub mod nat;

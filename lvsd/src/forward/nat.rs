@@ -1,0 +1,102 @@
+//! NAT (masquerading): rewrite the destination of packets to the real server
+//! and the source of its replies back to the VIP.
+//!
+//! Checksums are updated incrementally (RFC 1624). When the frame came with a
+//! partial checksum (a virtio header with NEEDS_CSUM: the transport checksum
+//! field holds only the pseudo-header sum and the NIC or the kernel finishes
+//! it), only the pseudo-header part is adjusted: the address, not the port,
+//! which the finishing sum covers anyway.
+//!
+//! The TTL is decremented here, as a router does (RFC 1812 section 5.3.1);
+//! the caller drops packets whose TTL would reach zero.
+
+use crate::wire::checksum::{update16, update32, update32_partial};
+use crate::wire::ipv4::{IpProtocol, Ipv4Packet};
+use std::net::Ipv4Addr;
+
+/// Which end of the packet changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The destination: client to real server (VIP:vport becomes RIP:rport).
+    Dst,
+    /// The source: real server to client (RIP:rport becomes VIP:vport).
+    Src,
+}
+
+/// Offsets of the checksum field in the transport headers.
+const TCP_CHECKSUM: usize = 16;
+const UDP_CHECKSUM: usize = 6;
+/// Offsets of the ports.
+const SRC_PORT: usize = 0;
+const DST_PORT: usize = 2;
+
+/// Rewrites one IPv4 packet in place: the address and port on `side` become
+/// `addr:port`, the TTL drops by one, and the IP and transport checksums
+/// follow. `packet` holds exactly the validated IPv4 packet (header and
+/// transport header within it); `partial` says the transport checksum is a
+/// partial one. Returns false (and changes nothing) for a protocol other
+/// than TCP or UDP or a transport header that does not fit.
+pub fn rewrite_v4(packet: &mut [u8], side: Side, addr: Ipv4Addr, port: u16, partial: bool) -> bool {
+    let plen = packet.len();
+    let mut ip = Ipv4Packet::new_unchecked(&mut *packet);
+    let (csum_at, min_len) = match ip.next_header() {
+        IpProtocol::Tcp => (TCP_CHECKSUM, 20),
+        IpProtocol::Udp => (UDP_CHECKSUM, 8),
+        _ => return false,
+    };
+    let hl = usize::from(ip.header_len());
+    let total = usize::from(ip.total_len()).min(plen);
+    if total < hl + min_len {
+        return false;
+    }
+    let proto: u8 = ip.next_header().into();
+    let ttl = ip.ttl();
+    let old_addr = match side {
+        Side::Dst => ip.dst_addr(),
+        Side::Src => ip.src_addr(),
+    };
+    // The IP header: address and TTL (the TTL shares a 16-bit word with the
+    // protocol number).
+    let mut c = ip.checksum();
+    c = update32(c, old_addr.octets(), addr.octets());
+    let new_ttl = ttl.saturating_sub(1);
+    c = update16(
+        c,
+        u16::from_be_bytes([ttl, proto]),
+        u16::from_be_bytes([new_ttl, proto]),
+    );
+    ip.set_checksum(c);
+    ip.set_ttl(new_ttl);
+    match side {
+        Side::Dst => ip.set_dst_addr(addr),
+        Side::Src => ip.set_src_addr(addr),
+    }
+
+    // The transport header.
+    let l4 = &mut packet[hl..total];
+    let port_at = match side {
+        Side::Dst => DST_PORT,
+        Side::Src => SRC_PORT,
+    };
+    let old_port = u16::from_be_bytes([l4[port_at], l4[port_at + 1]]);
+    l4[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+    let old_c = u16::from_be_bytes([l4[csum_at], l4[csum_at + 1]]);
+    let udp_none = csum_at == UDP_CHECKSUM && old_c == 0 && !partial;
+    if udp_none {
+        // UDP over IPv4 without a checksum (RFC 768): leave it without one.
+        return true;
+    }
+    let mut c = old_c;
+    if partial {
+        // Ports are covered by the sum the NIC or kernel finishes.
+        c = update32_partial(c, old_addr.octets(), addr.octets());
+    } else {
+        c = update32(c, old_addr.octets(), addr.octets());
+        c = update16(c, old_port, port);
+        if csum_at == UDP_CHECKSUM && c == 0 {
+            c = 0xffff; // a computed zero is sent as all ones (RFC 768)
+        }
+    }
+    l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+    true
+}

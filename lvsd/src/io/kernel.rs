@@ -1,0 +1,171 @@
+//! Keeping the director's own kernel out of lvsd's way.
+//!
+//! A packet socket gets a copy of every frame; the kernel still processes
+//! the original. For traffic lvsd forwards, the kernel must do nothing: not
+//! forward it (a second copy), not answer it with a reset or an ICMP error.
+//! lvsd installs an nftables `netdev` table whose ingress chain, on every
+//! interface lvsd forwards on, drops
+//! - packets to a virtual service (VIP, protocol, port), and
+//! - packets from a NAT real server (RIP, protocol, port) that are not
+//!   addressed to the director itself (its health checks are),
+//!
+//! The packet tap runs before the ingress hook, so lvsd still sees them. The
+//! table is named `lvsd` (one lvsd per network namespace), replaced when lvsd
+//! starts, kept in step with the rule table, and deleted when lvsd stops.
+
+use crate::dataplane::Interfaces;
+use lvsd_proto::Protocol;
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::process::{Command, Stdio};
+
+const TABLE: &str = "lvsd";
+
+/// Why nft failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// nft could not be run
+    #[error("cannot run nft (install nftables): {0}")]
+    Spawn(std::io::Error),
+    /// nft refused the script
+    #[error("nft refused the ruleset: {0}")]
+    Nft(String),
+}
+
+type Elements = BTreeSet<(IpAddr, Protocol, u16)>;
+
+/// The installed table and the set contents last written.
+pub struct KernelFilter {
+    services: Elements,
+    nat_dests: Elements,
+    local: BTreeSet<IpAddr>,
+}
+
+fn nft(script: &str) -> Result<(), KernelError> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(KernelError::Spawn)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(KernelError::Spawn)?;
+    }
+    let out = child.wait_with_output().map_err(KernelError::Spawn)?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(KernelError::Nft(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    }
+}
+
+fn proto(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+    }
+}
+
+fn elements(set: &Elements) -> String {
+    set.iter()
+        .filter(|(ip, _, _)| ip.is_ipv4())
+        .map(|(ip, p, port)| format!("{ip} . {} . {port}", proto(*p)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl KernelFilter {
+    /// Installs the table on `ifaces`, replacing a stale one.
+    pub fn install(ifaces: &Interfaces) -> Result<Self, KernelError> {
+        let devices = ifaces
+            .list
+            .iter()
+            .map(|i| format!("\"{}\"", i.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Deleting a table that is not there fails; ignore that one.
+        let _ = nft(&format!("delete table netdev {TABLE}\n"));
+        let script = format!(
+            "table netdev {TABLE} {{
+  set services {{ type ipv4_addr . inet_proto . inet_service; }}
+  set nat_dests {{ type ipv4_addr . inet_proto . inet_service; }}
+  set local {{ type ipv4_addr; }}
+  chain ingress {{
+    type filter hook ingress devices = {{ {devices} }} priority -500; policy accept;
+    ip daddr . ip protocol . th dport @services drop
+    ip saddr . ip protocol . th sport @nat_dests ip daddr != @local drop
+  }}
+}}
+"
+        );
+        nft(&script)?;
+        Ok(KernelFilter {
+            services: Elements::new(),
+            nat_dests: Elements::new(),
+            local: BTreeSet::new(),
+        })
+    }
+
+    /// Writes the sets: the services, the NAT destinations (including removed
+    /// ones that still have connections, given in `lingering`), and the
+    /// host's own addresses. Does nothing when nothing changed.
+    pub fn sync(
+        &mut self,
+        services: impl Iterator<Item = (Protocol, SocketAddr)>,
+        nat_dests: impl Iterator<Item = (Protocol, SocketAddr)>,
+        local: &Interfaces,
+    ) -> Result<(), KernelError> {
+        let s: Elements = services.map(|(p, a)| (a.ip(), p, a.port())).collect();
+        let d: Elements = nat_dests.map(|(p, a)| (a.ip(), p, a.port())).collect();
+        let l: BTreeSet<IpAddr> = local
+            .local
+            .iter()
+            .copied()
+            .filter(IpAddr::is_ipv4)
+            .collect();
+        if s == self.services && d == self.nat_dests && l == self.local {
+            return Ok(());
+        }
+        let mut script = format!(
+            "flush set netdev {TABLE} services\nflush set netdev {TABLE} nat_dests\nflush set netdev {TABLE} local\n"
+        );
+        if !s.is_empty() {
+            script += &format!(
+                "add element netdev {TABLE} services {{ {} }}\n",
+                elements(&s)
+            );
+        }
+        if !d.is_empty() {
+            script += &format!(
+                "add element netdev {TABLE} nat_dests {{ {} }}\n",
+                elements(&d)
+            );
+        }
+        if !l.is_empty() {
+            let addrs = l
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            script += &format!("add element netdev {TABLE} local {{ {addrs} }}\n");
+        }
+        nft(&script)?;
+        self.services = s;
+        self.nat_dests = d;
+        self.local = l;
+        Ok(())
+    }
+
+    /// Deletes the table.
+    pub fn remove(&self) {
+        if let Err(e) = nft(&format!("delete table netdev {TABLE}\n")) {
+            tracing::warn!("removing the nftables table: {e}");
+        }
+    }
+}

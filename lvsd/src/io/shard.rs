@@ -1,0 +1,445 @@
+//! One shard: a thread with its own io_uring, packet socket, buffer ring and
+//! connection table.
+//!
+//! The receive path is one multishot `RECVMSG` on the shard's packet socket,
+//! filling buffers the kernel picks from a registered buffer ring. Each
+//! completion is one frame; the loop drains every completion that is ready
+//! (the batch), loads the rule and neighbour tables once, runs each frame
+//! through [`dataplane::process`], rewrites it in place and queues a
+//! `SENDMSG` of that same buffer, then submits the whole batch of sends with
+//! one system call. A buffer goes back to the ring when its frame is dropped
+//! or passed, or when its send completes.
+//!
+//! Ownership of buffers (the safety argument for every raw access here):
+//! a buffer belongs to the kernel from the moment its id is published in the
+//! ring until a receive completion names it; then to this thread until its
+//! id is published again. A buffer handed to a send stays untouched until
+//! the send's completion arrives.
+
+use crate::conn::ConnTable;
+use crate::dataplane::{self, Ctx, DropReason, Interfaces, NeighTable, ShardCounters, Verdict};
+use crate::rules::RuleTable;
+use crate::stats::bump;
+use arc_swap::ArcSwap;
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use lvsd_proto::ConnInfo;
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Buffer group id of the shard's ring (one ring per io_uring).
+const BGID: u16 = 0;
+/// user_data of the multishot receive; a send's user_data is its buffer id.
+const UD_RECV: u64 = u64::MAX;
+/// Longest wait for a completion: how late a shard notices a stop request,
+/// runs expiry or answers a listing when no traffic comes.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// io_uring_recvmsg_out, the header the kernel writes before the name.
+const RECVMSG_OUT_LEN: usize = 16;
+
+/// Requests the control thread sends a shard.
+pub enum ShardRequest {
+    /// Reply with the shard's connection table.
+    ListConns(Sender<Vec<ConnInfo>>),
+}
+
+/// Everything a shard thread needs.
+pub struct ShardParams {
+    pub id: usize,
+    pub socket: OwnedFd,
+    pub ifaces: Arc<ArcSwap<Interfaces>>,
+    pub rules: Arc<ArcSwap<RuleTable>>,
+    pub neigh: Arc<ArcSwap<NeighTable>>,
+    pub counters: Arc<ShardCounters>,
+    pub stop: Arc<AtomicBool>,
+    pub requests: Receiver<ShardRequest>,
+    /// The clock's origin, shared by every shard.
+    pub epoch: Instant,
+    pub conn_capacity: usize,
+    /// Number of receive buffers: a power of two, at most 32768.
+    pub buffers: u16,
+    /// Bytes per receive buffer.
+    pub buffer_size: usize,
+    /// When set, this shard keeps the fanout program in step with the VIPs.
+    pub fanout_owner: bool,
+}
+
+/// Page-aligned anonymous memory, unmapped on drop.
+struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(len: usize) -> io::Result<Self> {
+        // SAFETY: an anonymous private mapping; no existing memory is affected.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly what mmap returned; the ring that
+        // used it is unregistered (dropped) before this struct is.
+        unsafe {
+            libc::munmap(self.ptr.cast(), self.len);
+        }
+    }
+}
+
+/// The provided-buffer ring and the buffers it hands out.
+struct BufRing {
+    ring: Mapping,
+    bufs: Mapping,
+    entries: u16,
+    buf_size: usize,
+    /// Our copy of the tail; published to the kernel by `publish`.
+    tail: u16,
+}
+
+impl BufRing {
+    fn new(entries: u16, buf_size: usize) -> io::Result<Self> {
+        let ring = Mapping::new(usize::from(entries) * size_of::<types::BufRingEntry>())?;
+        let bufs = Mapping::new(usize::from(entries) * buf_size)?;
+        let mut r = BufRing {
+            ring,
+            bufs,
+            entries,
+            buf_size,
+            tail: 0,
+        };
+        for bid in 0..entries {
+            r.push(bid);
+        }
+        r.publish();
+        Ok(r)
+    }
+
+    fn buf_ptr(&self, bid: u16) -> *mut u8 {
+        // SAFETY: bid < entries, so the offset stays inside `bufs`.
+        unsafe { self.bufs.ptr.add(usize::from(bid) * self.buf_size) }
+    }
+
+    /// Queues buffer `bid` for the kernel; visible after `publish`.
+    fn push(&mut self, bid: u16) {
+        let mask = self.entries - 1;
+        let idx = usize::from(self.tail & mask);
+        // SAFETY: idx < entries and the ring holds `entries` entries; the
+        // kernel only reads entries between its head and the published tail,
+        // and this one is past the published tail.
+        unsafe {
+            let e = &mut *self.ring.ptr.cast::<types::BufRingEntry>().add(idx);
+            e.set_addr(self.buf_ptr(bid) as u64);
+            e.set_len(u32::try_from(self.buf_size).unwrap_or(u32::MAX));
+            e.set_bid(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Makes every pushed buffer visible to the kernel.
+    fn publish(&self) {
+        // SAFETY: the tail field lives in the first entry's reserved bytes;
+        // the ring is page aligned, so the pointer is aligned for AtomicU16.
+        unsafe {
+            let base = self.ring.ptr.cast::<types::BufRingEntry>();
+            let tail = types::BufRingEntry::tail(base)
+                .cast_mut()
+                .cast::<AtomicU16>();
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+}
+
+/// Per-buffer send state: must stay put while a send is in flight.
+struct SendSlots {
+    msgs: Vec<libc::msghdr>,
+    iovs: Vec<libc::iovec>,
+    addrs: Vec<libc::sockaddr_ll>,
+}
+
+/// Runs a shard until `stop` is set. Errors are fatal to the shard (and the
+/// daemon): they come from setting up the ring, not from packets.
+pub fn run(p: ShardParams) -> io::Result<()> {
+    let cq_size = u32::from(p.buffers) * 2 + 64;
+    let mut ring: IoUring = IoUring::builder()
+        .setup_cqsize(cq_size)
+        .setup_single_issuer()
+        .build(u32::from(p.buffers) + 64)?;
+    if !ring.params().is_feature_ext_arg() {
+        return Err(io::Error::other(
+            "io_uring lacks IORING_FEAT_EXT_ARG (kernel 5.11+ needed)",
+        ));
+    }
+    let mut probe = io_uring::Probe::new();
+    ring.submitter().register_probe(&mut probe)?;
+    if !probe.is_supported(opcode::RecvMsgMulti::CODE) || !probe.is_supported(opcode::SendMsg::CODE)
+    {
+        return Err(io::Error::other(
+            "io_uring lacks RECVMSG/SENDMSG (kernel 6.0+ needed)",
+        ));
+    }
+    let mut bufs = BufRing::new(p.buffers, p.buffer_size)?;
+    // SAFETY: the ring memory is page aligned, holds `buffers` entries, and
+    // outlives the registration (it is unregistered when `ring` drops,
+    // which happens before `bufs` drops: see the explicit drops at the end).
+    unsafe {
+        ring.submitter()
+            .register_buf_ring_with_flags(bufs.ring.ptr as u64, p.buffers, BGID, 0)?;
+    }
+
+    let fd = p.socket.as_raw_fd();
+    // The receive template: room for the sender's sockaddr_ll, no control.
+    let mut recv_msg: Box<libc::msghdr> = Box::new(
+        // SAFETY: msghdr is plain old data; zero is a valid empty header.
+        unsafe { std::mem::zeroed() },
+    );
+    recv_msg.msg_namelen = u32::try_from(size_of::<libc::sockaddr_ll>()).unwrap_or(0);
+    let name_len = recv_msg.msg_namelen as usize;
+
+    let n = usize::from(p.buffers);
+    let mut slots = SendSlots {
+        // SAFETY: plain old data, zero-initialised.
+        msgs: (0..n).map(|_| unsafe { std::mem::zeroed() }).collect(),
+        iovs: (0..n)
+            .map(|_| libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            })
+            .collect(),
+        addrs: (0..n).map(|_| super::sys::zeroed_sll()).collect(),
+    };
+
+    let now_ms = |epoch: Instant| u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let mut conns = ConnTable::new(p.conn_capacity, now_ms(p.epoch));
+    let mut recv_armed = false;
+    let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(cq_size as usize);
+    let mut fanout_vips: Option<Vec<std::net::Ipv4Addr>> = None;
+    let ts = types::Timespec::from(IDLE_WAIT);
+    let c = &*p.counters;
+
+    while !p.stop.load(Ordering::Relaxed) {
+        if !recv_armed {
+            let e = opcode::RecvMsgMulti::new(types::Fd(fd), &*recv_msg, BGID)
+                .build()
+                .user_data(UD_RECV);
+            push(&mut ring, &e)?;
+            recv_armed = true;
+        }
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
+                ) => {}
+            Err(e) => return Err(e),
+        }
+
+        // One batch: one clock read, one load of each table.
+        let now = now_ms(p.epoch);
+        let rules = p.rules.load();
+        let neigh = p.neigh.load();
+        let ifaces = p.ifaces.load();
+        if p.fanout_owner {
+            update_fanout(fd, &rules, &mut fanout_vips);
+        }
+        conns.expire(now);
+        while let Ok(req) = p.requests.try_recv() {
+            match req {
+                ShardRequest::ListConns(reply) => {
+                    let _ = reply.send(conns.list(now));
+                }
+            }
+        }
+        let ctx = Ctx {
+            shard: p.id,
+            now,
+            rules: &rules,
+            neigh: &neigh,
+            ifaces: &ifaces,
+        };
+
+        completions.clear();
+        completions.extend(
+            ring.completion()
+                .map(|e| (e.user_data(), e.result(), e.flags())),
+        );
+        let mut returned = 0usize;
+        for &(ud, res, flags) in &completions {
+            if ud != UD_RECV {
+                // A send finished: its buffer goes back.
+                let bid = u16::try_from(ud).unwrap_or(0);
+                if res < 0 {
+                    bump(&c.drops[DropReason::TxError as usize], 1);
+                } else {
+                    bump(&c.tx_frames, 1);
+                    bump(&c.tx_bytes, u64::try_from(res).unwrap_or(0));
+                }
+                bufs.push(bid);
+                returned += 1;
+                continue;
+            }
+            if !cqueue::more(flags) {
+                recv_armed = false;
+            }
+            let Some(bid) = cqueue::buffer_select(flags) else {
+                continue; // an error such as ENOBUFS: re-armed above
+            };
+            if bid >= p.buffers || res < 0 {
+                bufs.push(bid.min(p.buffers - 1));
+                returned += 1;
+                continue;
+            }
+            let len = usize::try_from(res).unwrap_or(0).min(p.buffer_size);
+            // SAFETY: the completion hands buffer `bid` to this thread (see
+            // the module docs); `len` is within the buffer.
+            let buf = unsafe { std::slice::from_raw_parts_mut(bufs.buf_ptr(bid), len) };
+            let verdict = match types::RecvMsgOut::parse(buf, &recv_msg) {
+                Err(()) => Some(Verdict::Drop(DropReason::Truncated)),
+                Ok(out) if out.is_payload_truncated() => {
+                    bump(&c.rx_frames, 1);
+                    Some(Verdict::Drop(DropReason::Truncated))
+                }
+                Ok(out) => {
+                    let name = out.name_data();
+                    let ifindex = if name.len() >= 8 {
+                        i32::from_ne_bytes([name[4], name[5], name[6], name[7]])
+                    } else {
+                        0
+                    };
+                    let plen = out.payload_data().len();
+                    let off = RECVMSG_OUT_LEN + name_len;
+                    bump(&c.rx_frames, 1);
+                    bump(&c.rx_bytes, plen as u64);
+                    match u32::try_from(ifindex).ok().and_then(|i| ifaces.slot(i)) {
+                        None => Some(Verdict::Pass),
+                        Some(slot) if off + plen <= len => {
+                            let frame = &mut buf[off..off + plen];
+                            let v = dataplane::process(&ctx, &mut conns, slot, frame);
+                            if let Verdict::Forward { iface } = v {
+                                let out_if = ifaces.list.get(usize::from(iface)).map(|i| i.ifindex);
+                                match out_if {
+                                    Some(ifx) => {
+                                        queue_send(&mut ring, &mut slots, fd, bid, frame, ifx)?;
+                                        None
+                                    }
+                                    None => Some(Verdict::Drop(DropReason::NoNeighbor)),
+                                }
+                            } else {
+                                Some(v)
+                            }
+                        }
+                        Some(_) => Some(Verdict::Drop(DropReason::Truncated)),
+                    }
+                }
+            };
+            if let Some(v) = verdict {
+                match v {
+                    Verdict::Drop(r) => bump(&c.drops[r as usize], 1),
+                    Verdict::Pass => bump(&c.passed, 1),
+                    Verdict::Forward { .. } => {}
+                }
+                bufs.push(bid);
+                returned += 1;
+            }
+        }
+        if returned > 0 {
+            bufs.publish();
+        }
+        c.conns.store(conns.len() as u64, Ordering::Relaxed);
+    }
+    conns.clear();
+    c.conns.store(0, Ordering::Relaxed);
+    drop(ring);
+    drop(bufs);
+    Ok(())
+}
+
+/// Pushes an entry, submitting first if the queue is full.
+fn push(ring: &mut IoUring, e: &squeue::Entry) -> io::Result<()> {
+    loop {
+        // SAFETY: every pointer in `e` (msghdr, buffers) stays valid until its
+        // completion, as the callers guarantee.
+        if unsafe { ring.submission().push(e) }.is_ok() {
+            return Ok(());
+        }
+        ring.submit()?;
+    }
+}
+
+fn queue_send(
+    ring: &mut IoUring,
+    slots: &mut SendSlots,
+    fd: i32,
+    bid: u16,
+    frame: &mut [u8],
+    ifindex: u32,
+) -> io::Result<()> {
+    let i = usize::from(bid);
+    let sll = &mut slots.addrs[i];
+    sll.sll_family = super::sys::AF_PACKET_FAMILY;
+    sll.sll_ifindex = i32::try_from(ifindex).unwrap_or(0);
+    slots.iovs[i] = libc::iovec {
+        iov_base: frame.as_mut_ptr().cast(),
+        iov_len: frame.len(),
+    };
+    let m = &mut slots.msgs[i];
+    m.msg_name = (sll as *mut libc::sockaddr_ll).cast();
+    m.msg_namelen = u32::try_from(size_of::<libc::sockaddr_ll>()).unwrap_or(0);
+    m.msg_iov = &mut slots.iovs[i];
+    m.msg_iovlen = 1;
+    let e = opcode::SendMsg::new(types::Fd(fd), m)
+        .build()
+        .user_data(u64::from(bid));
+    push(ring, &e)
+}
+
+/// Re-programs the fanout group when the set of IPv4 VIPs changed.
+fn update_fanout(fd: i32, rules: &RuleTable, current: &mut Option<Vec<std::net::Ipv4Addr>>) {
+    let mut vips: Vec<std::net::Ipv4Addr> = rules
+        .vips
+        .iter()
+        .filter_map(|ip| match ip {
+            std::net::IpAddr::V4(v4) => Some(*v4),
+            std::net::IpAddr::V6(_) => None,
+        })
+        .collect();
+    vips.sort_unstable();
+    if current.as_ref() == Some(&vips) {
+        return;
+    }
+    match super::fanout::program(&vips) {
+        Some(prog) => {
+            if let Err(e) = super::sys::set_fanout_program(fd, &prog) {
+                tracing::error!("cannot program the shard fanout: {e}");
+            }
+        }
+        None => tracing::error!(
+            "{} VIPs exceed the fanout program's limit of {}; new connections may land on the wrong shard",
+            vips.len(),
+            super::fanout::MAX_VIPS
+        ),
+    }
+    *current = Some(vips);
+}
