@@ -176,7 +176,9 @@ mod tests {
 
     #[test]
     fn too_many_vips() {
-        let many: Vec<Ipv4Addr> = (0..=u32::try_from(MAX_VIPS).unwrap()).map(Ipv4Addr::from).collect();
+        let many: Vec<Ipv4Addr> = (0..=u32::try_from(MAX_VIPS).unwrap())
+            .map(Ipv4Addr::from)
+            .collect();
         assert!(program(&many).is_none());
         assert!(program(&many[..MAX_VIPS]).is_some());
     }
