@@ -149,3 +149,268 @@ fn udp_service_answers() {
     assert_eq!(servers, ["rs1", "rs1", "rs2", "rs2"], "{replies:?}");
     assert!(replies.iter().any(|r| r.ends_with(" ping0")), "{replies:?}");
 }
+
+/// Counts, in the client's own kernel, the packets and bytes it sends to and
+/// receives from the VIP for one protocol: the ground truth for --stats.
+struct ClientCounters<'a> {
+    lab: &'a Lab,
+}
+
+impl<'a> ClientCounters<'a> {
+    fn install(lab: &'a Lab) -> Self {
+        let rules = "table ip lvstest {
+  chain out { type filter hook output priority 0; policy accept;
+    ip daddr 198.19.0.100 tcp dport 80 counter
+    ip daddr 198.19.0.100 udp dport 53 counter
+  }
+  chain in { type filter hook input priority 0; policy accept;
+    ip saddr 198.19.0.100 tcp sport 80 counter
+    ip saddr 198.19.0.100 udp sport 53 counter
+  }
+}";
+        let path = lab.dir.join("counters.nft");
+        std::fs::write(&path, rules).unwrap();
+        lab.exec_ok(lab.ns("client"), &["nft", "-f", path.to_str().unwrap()])
+            .expect("installing client counters");
+        ClientCounters { lab }
+    }
+
+    /// (packets, bytes) of the rule matching `what` ("tcp dport 80", ...).
+    fn read(&self, what: &str) -> (u64, u64) {
+        let text = self
+            .lab
+            .exec_ok(
+                self.lab.ns("client"),
+                &["nft", "list", "table", "ip", "lvstest"],
+            )
+            .unwrap();
+        let line = text.lines().find(|l| l.contains(what)).expect(what);
+        let num = |key: &str| -> u64 {
+            let rest = &line[line.find(key).unwrap() + key.len()..];
+            rest.split_whitespace().next().unwrap().parse().unwrap()
+        };
+        (num("packets "), num("bytes "))
+    }
+}
+
+/// The numbers of one line of `lvsadm -L -n --stats --exact`.
+fn stats_line(out: &str, prefix: &str) -> Vec<u64> {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting {prefix:?} in\n{out}"));
+    line[prefix.len()..]
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn stats_match_the_packets_sent() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = lab_with_lvsd("stats", 2, &nat_config(2, "rr", &[1, 1]));
+    let counters = ClientCounters::install(&lab);
+    lvsadm_ok(&lab, &["-Z"]);
+
+    // TCP: 40 connections with curl.
+    let bodies = curl_many(&lab, "http://198.19.0.100/", 40);
+    assert_eq!(bodies.len(), 40);
+    // UDP: one flow of 25 datagrams of 100 bytes, each answered.
+    lab.in_ns(lab.ns("client"), || {
+        let s = UdpSocket::bind("198.18.0.2:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        for _ in 0..25 {
+            s.send_to(&[b'x'; 100], "198.19.0.100:53").unwrap();
+            let mut buf = [0u8; 512];
+            s.recv_from(&mut buf).expect("UDP reply");
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+
+    let out = lvsadm_ok(&lab, &["-L", "-n", "--stats", "--exact"]);
+    let tcp = stats_line(&out, "TCP  198.19.0.100:80");
+    let udp = stats_line(&out, "UDP  198.19.0.100:53");
+    let (tcp_out_p, tcp_out_b) = counters.read("tcp dport 80");
+    let (tcp_in_p, tcp_in_b) = counters.read("tcp sport 80");
+    let (udp_out_p, udp_out_b) = counters.read("udp dport 53");
+    let (udp_in_p, udp_in_b) = counters.read("udp sport 53");
+    assert_eq!(
+        tcp,
+        vec![40, tcp_out_p, tcp_in_p, tcp_out_b, tcp_in_b],
+        "{out}"
+    );
+    assert_eq!(udp, vec![1, 25, 25, 25 * 128, udp_in_b], "{out}");
+    assert_eq!((udp_out_p, udp_out_b, udp_in_p), (25, 25 * 128, 25));
+    // The destinations add up to the service.
+    let d1 = stats_line(&out, "  -> 198.18.1.11:8080");
+    let d2 = stats_line(&out, "  -> 198.18.1.12:8080");
+    let sum: Vec<u64> = d1.iter().zip(&d2).map(|(a, b)| a + b).collect();
+    assert_eq!(sum, tcp, "{out}");
+    assert_eq!((d1[0], d2[0]), (20, 20), "rr splits 40 evenly: {out}");
+}
+
+/// Both shards carry traffic, and every reply found its connection: the
+/// fanout program sends both directions of a flow to the same shard.
+#[test]
+fn two_shards_share_the_load() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = lab_with_lvsd("shards", 2, &nat_config(2, "rr", &[1, 1]));
+    let bodies = curl_many(&lab, "http://198.19.0.100/", 200);
+    assert_eq!(bodies.len(), 200);
+    let status = lab.lvsadm(&["--status"]);
+    assert!(status.status.success());
+    let st = lvsd_stats(&lab);
+    assert_eq!(st.shards.len(), 2);
+    for (i, s) in st.shards.iter().enumerate() {
+        assert!(
+            s.tx_frames > 100,
+            "shard {i} forwarded only {} frames: {st:?}",
+            s.tx_frames
+        );
+    }
+    assert_eq!(
+        st.drops("no_conn"),
+        0,
+        "replies reached the wrong shard: {st:?}"
+    );
+}
+
+/// The daemon's own counters, straight from the admin socket.
+fn lvsd_stats(lab: &Lab) -> lvsd_proto::DaemonStats {
+    use std::io::BufReader;
+    let s = std::os::unix::net::UnixStream::connect(lab.socket_path()).unwrap();
+    let mut w = s.try_clone().unwrap();
+    lvsd_proto::write_message(
+        &mut w,
+        &lvsd_proto::Request::new(lvsd_proto::Op::DaemonStats),
+    )
+    .unwrap();
+    match lvsd_proto::read_message(&mut BufReader::new(s)).unwrap() {
+        lvsd_proto::Response::DaemonStats(d) => d,
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
+
+/// Weight changes, an added and a removed real server, all under load: no
+/// request fails, long-lived connections to the removed server carry on, and
+/// the added server takes new connections.
+#[test]
+fn changes_under_load_break_no_connection() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = Lab::nat("churn", 3).expect("lab");
+    for i in 1..=3 {
+        lab.spawn_testsrv(i, Some(8080), None).expect("real server");
+    }
+    lab.start_lvsd(&nat_config(2, "wlc", &[1, 1]))
+        .expect("lvsd");
+    wait_resolved(&lab, 2);
+    lvsadm_ok(&lab, &["-Z"]);
+    let client = lab.ns("client");
+    let (keepalive, closing) = std::thread::scope(|s| {
+        // Long-lived keep-alive connections, and a new connection per request.
+        let k = s.spawn(|| {
+            lab.exec_timeout(
+                client,
+                &[
+                    "wrk",
+                    "-t1",
+                    "-c8",
+                    "-d8s",
+                    "--timeout",
+                    "3s",
+                    "http://198.19.0.100/",
+                ],
+                Duration::from_secs(30),
+            )
+        });
+        let c = s.spawn(|| {
+            lab.exec_timeout(
+                client,
+                &[
+                    "wrk",
+                    "-t1",
+                    "-c4",
+                    "-d8s",
+                    "--timeout",
+                    "3s",
+                    "-H",
+                    "Connection: close",
+                    "http://198.19.0.100/",
+                ],
+                Duration::from_secs(30),
+            )
+        });
+        let steps: [&[&str]; 4] = [
+            &[
+                "-e",
+                "-t",
+                "198.19.0.100:80",
+                "-r",
+                "198.18.1.11:8080",
+                "-m",
+                "-w",
+                "5",
+            ],
+            &[
+                "-a",
+                "-t",
+                "198.19.0.100:80",
+                "-r",
+                "198.18.1.13:8080",
+                "-m",
+                "-w",
+                "2",
+            ],
+            &["-d", "-t", "198.19.0.100:80", "-r", "198.18.1.11:8080"],
+            &[
+                "-e",
+                "-t",
+                "198.19.0.100:80",
+                "-r",
+                "198.18.1.12:8080",
+                "-m",
+                "-w",
+                "0",
+            ],
+        ];
+        for step in steps {
+            std::thread::sleep(Duration::from_millis(1500));
+            lvsadm_ok(&lab, step);
+        }
+        (k.join().unwrap(), c.join().unwrap())
+    });
+    for (name, out) in [("keep-alive", &keepalive), ("new-connection", &closing)] {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "wrk ({name}) failed: {text}");
+        assert!(
+            !text.contains("Socket errors"),
+            "wrk ({name}) saw socket errors:\n{text}"
+        );
+        assert!(
+            !text.contains("Non-2xx"),
+            "wrk ({name}) saw failed requests:\n{text}"
+        );
+        let requests: u64 = text
+            .lines()
+            .find(|l| l.contains("requests in"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            requests > 100,
+            "wrk ({name}) made only {requests} requests:\n{text}"
+        );
+    }
+    let out = lvsadm_ok(&lab, &["-L", "-n", "--stats", "--exact"]);
+    assert!(!out.contains("198.18.1.11:8080"), "rs1 was removed: {out}");
+    let rs3 = stats_line(&out, "  -> 198.18.1.13:8080");
+    assert!(rs3[0] > 0, "the added server took new connections: {out}");
+    let st = lvsd_stats(&lab);
+    assert_eq!(st.drops("no_conn"), 0, "{st:?}");
+}
