@@ -1,0 +1,456 @@
+//! The daemon's control path, end to end: boot-time config files, reload on
+//! SIGHUP, the admin socket's permissions and error handling, shutdown, and a
+//! flood of malformed frames.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::{curl, lvsd_bin, Lab};
+
+fn config(weights: &[(u8, u32)]) -> String {
+    let mut s = String::from(
+        "[daemon]\ninterfaces = [\"ext0\", \"int0\"]\nshards = 1\nadmin_socket = \"lvsd.sock\"\nsocket_mode = \"0666\"\nbuffers = 128\n\n[[service]]\nprotocol = \"tcp\"\naddress = \"198.19.0.100:80\"\nscheduler = \"wrr\"\n",
+    );
+    for (rs, w) in weights {
+        s += &format!(
+            "\n  [[service.real_server]]\n  address = \"198.18.1.{}:8080\"\n  weight = {w}\n  method = \"nat\"\n",
+            10 + rs
+        );
+    }
+    s
+}
+
+fn lab(name: &str, servers: usize, cfg: &str) -> Lab {
+    let lab = Lab::nat(name, servers).expect("lab");
+    for i in 1..=servers {
+        lab.spawn_testsrv(i, Some(8080), None).expect("real server");
+    }
+    lab.start_lvsd(cfg).expect("lvsd");
+    lab
+}
+
+fn list(lab: &Lab) -> String {
+    let out = lab.lvsadm(&["-L", "-n"]);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn nft_tables(lab: &Lab) -> String {
+    lab.exec_ok(lab.ns("director"), &["nft", "list", "tables"])
+        .unwrap()
+}
+
+/// Every example in config/ is a valid configuration.
+#[test]
+fn every_example_config_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = std::process::Command::new(lvsd_bin().unwrap())
+                .arg("--check")
+                .arg("--config")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{} does not load: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "config/ holds only {n} examples");
+}
+
+/// The NAT example runs as it is (only its socket path moved) and serves.
+#[test]
+fn nat_example_serves() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/nat.toml"))
+            .unwrap();
+    let text = text.replace("/run/lvsd/lvsd.sock", "lvsd.sock");
+    let lab = lab("example", 3, &text);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        if let Ok(b) = curl(&lab, lab.ns("client"), "http://198.19.0.100/") {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "{}", lab.lvsd_log());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(body.starts_with("rs"), "{body}");
+}
+
+/// A bad file: lvsd says which file, line and problem, exits 2, and leaves
+/// no trace (no nftables table, no socket).
+#[test]
+fn bad_config_is_refused_and_touches_nothing() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = Lab::nat("badcfg", 1).expect("lab");
+    let path = lab.dir.join("bad.toml");
+    let text = config(&[(1, 1)]).replace("\"wrr\"", "\"fastest\"");
+    std::fs::write(&path, &text).unwrap();
+    let bin = lvsd_bin().unwrap();
+    let out = lab.exec(
+        lab.ns("director"),
+        &[bin.to_str().unwrap(), "--config", path.to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let line = text.lines().position(|l| l.contains("fastest")).unwrap() + 1;
+    assert!(
+        err.contains(&format!("bad.toml:{line}:")) && err.contains("unknown scheduler 'fastest'"),
+        "{err}"
+    );
+    assert!(!nft_tables(&lab).contains("lvsd"), "nftables touched");
+    assert!(!lab.dir.join("lvsd.sock").exists());
+
+    // An interface that does not exist is refused before anything is set up.
+    std::fs::write(&path, config(&[(1, 1)]).replace("\"int0\"", "\"nope0\"")).unwrap();
+    let out = lab.exec(
+        lab.ns("director"),
+        &[bin.to_str().unwrap(), "--config", path.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope0"));
+    assert!(!nft_tables(&lab).contains("lvsd"), "nftables touched");
+}
+
+/// SIGHUP re-reads the file through the same path as lvsadm: a good file
+/// replaces the rules, a bad one changes nothing and lvsd keeps running.
+#[test]
+fn sighup_reloads_the_config() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = lab("reload", 2, &config(&[(1, 1)]));
+    let pid = lab.lvsd().unwrap().0.to_string();
+    let cfg_path = lab.dir.join("lvsd.toml");
+    assert!(!list(&lab).contains("198.18.1.12"));
+
+    std::fs::write(&cfg_path, config(&[(1, 2), (2, 5)])).unwrap();
+    lab.exec_ok(lab.ns("director"), &["kill", "-HUP", &pid])
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !list(&lab).contains("198.18.1.12:8080             Masq    5") {
+        assert!(
+            Instant::now() < deadline,
+            "reload not applied: {}",
+            list(&lab)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(list(&lab).contains("198.18.1.11:8080             Masq    2"));
+
+    let good = list(&lab);
+    std::fs::write(
+        &cfg_path,
+        config(&[(1, 1)]).replace("weight = 1", "weight = -1"),
+    )
+    .unwrap();
+    lab.exec_ok(lab.ns("director"), &["kill", "-HUP", &pid])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(list(&lab), good, "a bad reload changed the rules");
+    assert!(lab.is_running(lab.lvsd().unwrap()));
+    assert!(
+        lab.lvsd_log().contains("reload refused"),
+        "{}",
+        lab.lvsd_log()
+    );
+}
+
+/// Anyone who can open the socket may read; only root may change.
+#[test]
+fn only_root_may_change() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = lab("perm", 1, &config(&[(1, 1)]));
+    std::fs::set_permissions(
+        &lab.dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let lvsadm = support::lvsadm_bin().unwrap();
+    let sock = lab.socket_path();
+    let as_nobody = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&lvsadm)
+            .arg("--socket")
+            .arg(&sock)
+            .args(args);
+        cmd.output().unwrap()
+    };
+    let read = as_nobody(&["-L", "-n"]);
+    assert!(read.status.success(), "{read:?}");
+    assert!(String::from_utf8_lossy(&read.stdout).contains("198.19.0.100:80"));
+    let write = as_nobody(&["-A", "-t", "198.19.0.101:80", "-s", "rr"]);
+    assert!(!write.status.success());
+    assert!(
+        String::from_utf8_lossy(&write.stderr).contains("Permission denied"),
+        "{write:?}"
+    );
+    assert!(!list(&lab).contains("198.19.0.101"));
+    // Root may.
+    let out = lab.lvsadm(&["-A", "-t", "198.19.0.101:80", "-s", "rr"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(list(&lab).contains("198.19.0.101:80 rr"));
+}
+
+/// Malformed or invalid requests get an error saying what was wrong, and the
+/// rules stay as they were.
+#[test]
+fn bad_admin_requests_change_nothing() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = lab("badreq", 1, &config(&[(1, 1)]));
+    let before = list(&lab);
+    let s = UnixStream::connect(lab.socket_path()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut ask = |line: &[u8]| -> String {
+        w.write_all(line).unwrap();
+        w.write_all(b"\n").unwrap();
+        let mut answer = String::new();
+        r.read_line(&mut answer).unwrap();
+        answer
+    };
+    let a = ask(b"this is not json");
+    assert!(
+        a.contains("\"malformed\"") && a.contains("malformed request"),
+        "{a}"
+    );
+    let a = ask(br#"{"v":1,"op":{"op":"add_service"}}"#);
+    assert!(
+        a.contains("\"malformed\"") && a.contains("missing field"),
+        "{a}"
+    );
+    let a = ask(br#"{"v":9,"op":{"op":"clear"}}"#);
+    assert!(a.contains("\"version\""), "{a}");
+    let a = ask(&[0xff, 0xfe, 0x00, 0x01]);
+    assert!(a.contains("\"malformed\""), "{a}");
+    // Valid JSON, invalid change: a batch whose last step fails.
+    let a = ask(br#"{"v":1,"op":{"op":"batch","ops":[{"op":"clear"},{"op":"delete_service","service":{"protocol":"tcp","addr":"198.19.0.200:80"}}]}}"#);
+    assert!(
+        a.contains("\"no_service\"") && a.contains("operation 2"),
+        "{a}"
+    );
+    // The connection still works after errors.
+    let a = ask(br#"{"v":1,"op":{"op":"version"}}"#);
+    assert!(a.contains("\"version\""), "{a}");
+    assert_eq!(list(&lab), before);
+    // lvsadm's own errors, with ipvsadm's words.
+    let out = lab.lvsadm(&[
+        "-a",
+        "-t",
+        "198.19.0.100:80",
+        "-r",
+        "198.18.1.11:8080",
+        "-m",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Destination already exists"));
+    let out = lab.lvsadm(&["-D", "-t", "198.19.0.222:80"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No such service"));
+    assert_eq!(list(&lab), before);
+}
+
+/// SIGTERM: lvsd exits 0 and removes its nftables table and its socket.
+#[test]
+fn sigterm_undoes_the_setup() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = lab("term", 1, &config(&[(1, 1)]));
+    assert!(nft_tables(&lab).contains("table netdev lvsd"));
+    let status = lab.stop_lvsd().unwrap();
+    assert!(status.success(), "{status:?}: {}", lab.lvsd_log());
+    assert!(!nft_tables(&lab).contains("lvsd"), "{}", nft_tables(&lab));
+    assert!(!lab.socket_path().exists());
+}
+
+/// A flood of malformed frames: every one counted as a drop, lvsd keeps
+/// running and forwarding.
+#[test]
+fn malformed_flood_is_counted_and_survived() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = lab("flood", 1, &config(&[(1, 1)]));
+    let mac = lab.mac(lab.ns("director"), "ext0").unwrap();
+    let dst: Vec<u8> = mac
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    let before = drops_total(&lab);
+    const PER_KIND: usize = 2000;
+    let frames = malformed_frames(&dst);
+    let sent = lab.in_ns(lab.ns("client"), || {
+        let fd = raw_socket("eth0");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut sent = 0usize;
+        'outer: for _ in 0..PER_KIND {
+            for f in &frames {
+                if Instant::now() > deadline {
+                    break 'outer;
+                }
+                // SAFETY: fd is a bound packet socket; f is a valid buffer.
+                let rc = unsafe { libc::send(fd, f.as_ptr().cast(), f.len(), 0) };
+                if rc == f.len() as isize {
+                    sent += 1;
+                } else {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        }
+        // SAFETY: closing our own descriptor.
+        unsafe { libc::close(fd) };
+        sent
+    });
+    assert!(sent > frames.len() * PER_KIND / 2, "sent only {sent}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        lab.is_running(lab.lvsd().unwrap()),
+        "lvsd died: {}",
+        lab.lvsd_log()
+    );
+    let dropped = drops_total(&lab) - before;
+    assert_eq!(
+        dropped, sent as u64,
+        "every malformed frame is counted as dropped"
+    );
+    let status = String::from_utf8_lossy(&lab.lvsadm(&["--status"]).stdout).into_owned();
+    for reason in [
+        "truncated",
+        "malformed",
+        "bad_checksum",
+        "fragment",
+        "ttl_exceeded",
+    ] {
+        assert!(status.contains(reason), "{status}");
+    }
+    // Still forwarding.
+    let body = curl(&lab, lab.ns("client"), "http://198.19.0.100/").unwrap();
+    assert_eq!(body, "rs1\n");
+}
+
+fn drops_total(lab: &Lab) -> u64 {
+    use std::io::BufReader;
+    let s = UnixStream::connect(lab.socket_path()).unwrap();
+    let mut w = s.try_clone().unwrap();
+    lvsd_proto::write_message(
+        &mut w,
+        &lvsd_proto::Request::new(lvsd_proto::Op::DaemonStats),
+    )
+    .unwrap();
+    match lvsd_proto::read_message(&mut BufReader::new(s)).unwrap() {
+        lvsd_proto::Response::DaemonStats(d) => {
+            d.shards.iter().flat_map(|s| s.drops.values()).sum()
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A packet socket bound to `ifname` in the calling thread's namespace.
+fn raw_socket(ifname: &str) -> i32 {
+    let name = std::ffi::CString::new(ifname).unwrap();
+    // SAFETY: plain libc calls with valid arguments; results are checked.
+    unsafe {
+        let fd = libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW,
+            i32::from(0x0003u16.to_be()),
+        );
+        assert!(
+            fd >= 0,
+            "packet socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+        sll.sll_family = 17;
+        sll.sll_protocol = 0x0003u16.to_be();
+        sll.sll_ifindex = i32::try_from(libc::if_nametoindex(name.as_ptr())).unwrap();
+        let rc = libc::bind(
+            fd,
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        );
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        fd
+    }
+}
+
+fn ip_checksum(h: &[u8]) -> u16 {
+    let mut sum: u32 = h
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// One frame of each kind of damage, all addressed to the VIP's service.
+fn malformed_frames(dst_mac: &[u8]) -> Vec<Vec<u8>> {
+    let eth = |payload: &[u8]| {
+        let mut f = dst_mac.to_vec();
+        f.extend([0x02, 0x00, 0xc6, 0x12, 0x00, 0x02, 0x08, 0x00]);
+        f.extend_from_slice(payload);
+        f
+    };
+    let ip = |ihl_byte: u8, total: u16, frag: u16, ttl: u8, proto: u8, body: &[u8], fix: bool| {
+        let mut h = vec![ihl_byte, 0];
+        h.extend(total.to_be_bytes());
+        h.extend([0, 1]);
+        h.extend(frag.to_be_bytes());
+        h.extend([ttl, proto, 0, 0, 198, 18, 0, 2, 198, 19, 0, 100]);
+        if fix {
+            let c = ip_checksum(&h);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        h.extend_from_slice(body);
+        h
+    };
+    let tcp_syn = {
+        let mut t = vec![
+            0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
+        ];
+        t[16] = 0x12;
+        t
+    };
+    vec![
+        // Shorter than an IPv4 header.
+        eth(&[0x45, 0, 0, 20, 0, 0]),
+        // IHL below 5.
+        eth(&ip(0x44, 40, 0, 64, 6, &tcp_syn, true)),
+        // Total length beyond the frame.
+        eth(&ip(0x45, 1400, 0, 64, 6, &tcp_syn, true)),
+        // Bad header checksum.
+        eth(&ip(0x45, 40, 0, 64, 6, &tcp_syn, false)),
+        // A fragment.
+        eth(&ip(0x45, 40, 0x2000, 64, 6, &tcp_syn, true)),
+        // TTL 1.
+        eth(&ip(0x45, 40, 0, 1, 6, &tcp_syn, true)),
+        // A TCP header cut short.
+        eth(&ip(0x45, 28, 0, 64, 6, &tcp_syn[..8], true)),
+    ]
+}
