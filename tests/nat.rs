@@ -414,3 +414,22 @@ fn changes_under_load_break_no_connection() {
     let st = lvsd_stats(&lab);
     assert_eq!(st.drops("no_conn"), 0, "{st:?}");
 }
+
+/// A client on the VIP's own link ARPs for the VIP; lvsd answers for it (the
+/// director's kernel does not own the address) with its interface's MAC.
+#[test]
+fn lvsd_answers_arp_for_the_vip() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = lab_with_lvsd("arp", 1, &nat_config(1, "rr", &[1]));
+    let client = lab.ns("client");
+    lab.exec_ok(client, &["ip", "route", "add", "198.19.0.100/32", "dev", "eth0"])
+        .unwrap();
+    lab.exec_ok(client, &["ip", "neigh", "flush", "all"]).unwrap();
+    let body = support::curl(&lab, client, "http://198.19.0.100/").expect("curl on-link");
+    assert_eq!(body, "rs1\n");
+    let neigh = lab.exec_ok(client, &["ip", "neigh", "show", "198.19.0.100"]).unwrap();
+    let mac = lab.mac(lab.ns("director"), "ext0").unwrap();
+    assert!(neigh.contains(&mac), "VIP resolved to {neigh}, expected {mac}");
+}
