@@ -424,12 +424,21 @@ fn lvsd_answers_arp_for_the_vip() {
     }
     let lab = lab_with_lvsd("arp", 1, &nat_config(1, "rr", &[1]));
     let client = lab.ns("client");
-    lab.exec_ok(client, &["ip", "route", "add", "198.19.0.100/32", "dev", "eth0"])
+    lab.exec_ok(
+        client,
+        &["ip", "route", "add", "198.19.0.100/32", "dev", "eth0"],
+    )
+    .unwrap();
+    lab.exec_ok(client, &["ip", "neigh", "flush", "all"])
         .unwrap();
-    lab.exec_ok(client, &["ip", "neigh", "flush", "all"]).unwrap();
     let body = support::curl(&lab, client, "http://198.19.0.100/").expect("curl on-link");
     assert_eq!(body, "rs1\n");
-    let neigh = lab.exec_ok(client, &["ip", "neigh", "show", "198.19.0.100"]).unwrap();
+    let neigh = lab
+        .exec_ok(client, &["ip", "neigh", "show", "198.19.0.100"])
+        .unwrap();
     let mac = lab.mac(lab.ns("director"), "ext0").unwrap();
-    assert!(neigh.contains(&mac), "VIP resolved to {neigh}, expected {mac}");
+    assert!(
+        neigh.contains(&mac),
+        "VIP resolved to {neigh}, expected {mac}"
+    );
 }

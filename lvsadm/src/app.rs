@@ -12,10 +12,9 @@ pub const EXIT_OK: i32 = 0;
 /// lvsd could not be reached or answered oddly, or a listing failed (as
 /// ipvsadm's exit(1) in its list functions).
 pub const EXIT_FAIL: i32 = 1;
-/// lvsd refused a change (-A -E -D -C -a -e -d -Z --set -R). ipvsadm itself
-/// exits 255 here (its process_options returns -1 from main); lvsadm uses
-/// 1, the usual status of a failed command.
-pub const EXIT_REFUSED: i32 = 1;
+/// lvsd refused a change (-A -E -D -C -a -e -d -Z --set -R): 255, as
+/// ipvsadm, whose process_options returns -1 from main here.
+pub const EXIT_REFUSED: i32 = 255;
 /// The command line is wrong (ipvsadm's fail(2, ...)).
 pub const EXIT_USAGE: i32 = 2;
 

@@ -200,7 +200,7 @@ fn dest_name(dest: &DestInfo) -> String {
 fn tun_info(method: Method) -> &'static str {
     match method {
         Method::Tun => "ipip",
-        Method::Nat | Method::Dr => "n/a",
+        Method::Nat | Method::Dr | Method::Local => "n/a",
     }
 }
 

@@ -158,7 +158,11 @@ fn refused_add_prints_ipvsadm_message_and_exits_1() {
         "",
         &[("LVSD_SOCKET", sock.to_str().unwrap())],
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(255),
+        "a refused change exits 255, as ipvsadm"
+    );
     assert_eq!(text(&out.stdout), "");
     assert_eq!(text(&out.stderr), "Service already exists\n");
     let got = server.join().unwrap();

@@ -178,6 +178,16 @@ fn start_and_wait(
         sockets.push(s);
     }
 
+    // The local-node device; without it, local-node packets are dropped.
+    let local_tun = match crate::io::tun::open() {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            tracing::warn!("no local-node device ({e}): real servers at the director's own addresses will not be served");
+            None
+        }
+    };
+    let local_fd = local_tun.as_ref().map(AsRawFd::as_raw_fd);
+
     let epoch = Instant::now();
     let (done_tx, done_rx) = mpsc::channel::<(usize, std::io::Result<()>)>();
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
@@ -202,6 +212,7 @@ fn start_and_wait(
             buffers: d.buffers,
             buffer_size: d.buffer_size,
             fanout_owner: d.shards > 1 && id == 0,
+            local_tun: local_fd,
         };
         let done = done_tx.clone();
         let t = std::thread::Builder::new()
@@ -294,6 +305,7 @@ fn start_and_wait(
     for t in threads {
         let _ = t.join();
     }
+    drop(local_tun);
     result
 }
 

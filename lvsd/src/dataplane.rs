@@ -1,33 +1,47 @@
 //! One frame in, one verdict out.
 //!
-//! [`process`] takes a received frame (the virtio-net header the packet
-//! socket prepends, then the Ethernet frame), the shard's connection table,
-//! and a [`Ctx`] holding the rule table and neighbour table loaded once for
-//! the batch and the batch's clock. It rewrites the frame in place and says
-//! where it goes. It makes no system call and reads no clock, so every case
-//! is testable with byte arrays.
+//! [`process`] takes a received [`Frame`] (the virtio-net header the packet
+//! socket prepends, the Ethernet frame, room before and after it in its
+//! buffer), the shard's connection table, and a [`Ctx`] holding the rule
+//! table and neighbour table loaded once for the batch and the batch's
+//! clock. It rewrites the frame in place and says where it goes. It makes no
+//! system call and reads no clock, so every case is testable with byte
+//! arrays (`lvsd/tests/dataplane.rs`).
 //!
 //! Invariants:
-//! - A frame lvsd does not own (not for a VIP service, not a reply of one of
-//!   its connections, not an ARP request for a VIP) is [`Verdict::Pass`]:
-//!   left to the kernel, untouched.
-//! - A frame lvsd owns but cannot forward is [`Verdict::Drop`] with a reason;
-//!   the caller counts it. Nothing here panics on any input.
-//! - A forwarded frame keeps its length: rewrites are in place.
+//! - A frame lvsd does not own (not for a VIP service, not a reply or an
+//!   ICMP error of one of its connections, not an ARP or neighbour
+//!   solicitation for a VIP, not an echo request to a VIP) is
+//!   [`Verdict::Pass`]: left to the kernel, untouched.
+//! - A frame lvsd owns but cannot forward is [`Verdict::Drop`] with a
+//!   reason; the caller counts it. Nothing here panics on any input.
+//! - Forwarded frames stay inside their buffer: a tunnel's outer header uses
+//!   the room before the frame, a reply that grows uses the room after it.
 
 use crate::conn::state::Dir;
 use crate::conn::{ConnTable, Key, NewConn};
-use crate::forward::nat::{rewrite_v4, Side};
+use crate::forward::icmp::{self as icmpx, Embedded};
+use crate::forward::nat::rewrite;
+use crate::forward::tun::{encap_v4, encap_v6, Encap};
+use crate::forward::{dr, Side, L2_LEN};
 use crate::rules::{FastMap, FastSet, RuleTable};
 use crate::wire::arp::{ArpOperation, ArpPacket};
 use crate::wire::ethernet::{EtherType, EthernetFrame, MacAddr};
+use crate::wire::icmp::{v4, v6, IcmpPacket, HEADER_LEN as ICMP_LEN};
 use crate::wire::ipv4::{IpProtocol, Ipv4Packet};
+use crate::wire::ipv6::{Ipv6Packet, HEADER_LEN as V6_LEN};
 use crate::wire::tcp::TcpPacket;
 use crate::wire::udp::UdpPacket;
 use crate::wire::vnet::{self, VnetHeader};
-use lvsd_proto::Protocol;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use lvsd_proto::{Method, Protocol};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::AtomicU64;
+
+pub use crate::forward::Frame;
+
+/// Room a receive buffer keeps before the frame: the largest outer header
+/// a tunnel adds (IPv6, 40 bytes) and then some.
+pub const HEADROOM: usize = 64;
 
 /// Why a frame was dropped. Every reason has a counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,16 +51,16 @@ pub enum DropReason {
     Truncated,
     /// A header field no valid packet has.
     Malformed,
-    /// The IPv4 header checksum is wrong.
+    /// The IPv4 header checksum (or an ICMP checksum) is wrong.
     BadChecksum,
     /// An IP fragment for a service: lvsd does not reassemble.
     Fragment,
-    /// TTL would reach zero.
+    /// TTL or hop limit would reach zero.
     TtlExceeded,
-    /// Not TCP or UDP, addressed to a VIP.
+    /// Not TCP, UDP or ICMP, addressed to a VIP.
     UnsupportedProtocol,
-    /// A non-SYN TCP segment for a VIP, or a real server's reply, with no
-    /// connection.
+    /// A non-SYN TCP segment for a VIP, a real server's reply or an ICMP
+    /// error, with no connection.
     NoConn,
     /// The service has no available destination.
     NoDest,
@@ -54,12 +68,15 @@ pub enum DropReason {
     ConnTableFull,
     /// The next hop's MAC address is not resolved yet.
     NoNeighbor,
+    /// Too big to tunnel and not allowed to say so (no DF, or a GSO
+    /// super-frame).
+    TooBig,
     /// The kernel refused to send the frame.
     TxError,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Truncated,
         DropReason::Malformed,
         DropReason::BadChecksum,
@@ -70,6 +87,7 @@ impl DropReason {
         DropReason::NoDest,
         DropReason::ConnTableFull,
         DropReason::NoNeighbor,
+        DropReason::TooBig,
         DropReason::TxError,
     ];
 
@@ -85,6 +103,7 @@ impl DropReason {
             DropReason::NoDest => "no_dest",
             DropReason::ConnTableFull => "conn_table_full",
             DropReason::NoNeighbor => "no_neighbor",
+            DropReason::TooBig => "too_big",
             DropReason::TxError => "tx_error",
         }
     }
@@ -93,10 +112,13 @@ impl DropReason {
 /// What to do with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Send the rewritten frame out of interface slot `iface`.
+    /// Send the (rewritten) frame out of interface slot `iface`.
     Forward {
         iface: u16,
     },
+    /// Hand the IP packet, now alone in the frame, to the director's own
+    /// stack (a local-node connection).
+    Local,
     /// Not lvsd's: leave it to the kernel.
     Pass,
     Drop(DropReason),
@@ -125,19 +147,60 @@ pub struct Iface {
     pub mtu: u32,
     /// IPv4 addresses with prefix lengths.
     pub addrs: Vec<(Ipv4Addr, u8)>,
+    /// IPv6 addresses with prefix lengths.
+    pub addrs6: Vec<(Ipv6Addr, u8)>,
+}
+
+fn same_prefix(a: &[u8], b: &[u8], len: u8) -> bool {
+    let bits = usize::from(len).min(a.len() * 8);
+    let (whole, rest) = (bits / 8, bits % 8);
+    if a[..whole] != b[..whole] {
+        return false;
+    }
+    rest == 0 || {
+        let mask = 0xffu8 << (8 - rest);
+        a[whole] & mask == b[whole] & mask
+    }
 }
 
 impl Iface {
-    /// This interface's address on the subnet of `ip`, if it has one.
+    /// This interface's IPv4 address on the subnet of `ip`, if it has one.
     pub fn addr_on_link(&self, ip: Ipv4Addr) -> Option<Ipv4Addr> {
-        self.addrs.iter().find_map(|&(a, len)| {
-            let mask = if len == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(len.min(32)))
-            };
-            (u32::from(a) & mask == u32::from(ip) & mask).then_some(a)
-        })
+        self.addrs
+            .iter()
+            .find(|(a, len)| same_prefix(&a.octets(), &ip.octets(), *len))
+            .map(|(a, _)| *a)
+    }
+
+    /// This interface's IPv6 address on the subnet of `ip`, if it has one.
+    pub fn addr6_on_link(&self, ip: Ipv6Addr) -> Option<Ipv6Addr> {
+        self.addrs6
+            .iter()
+            .find(|(a, len)| same_prefix(&a.octets(), &ip.octets(), *len))
+            .map(|(a, _)| *a)
+    }
+
+    /// Whether `ip` is on one of this interface's subnets.
+    pub fn on_link(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(v4) => self.addr_on_link(v4).is_some(),
+            IpAddr::V6(v6) => self.addr6_on_link(v6).is_some(),
+        }
+    }
+
+    /// The address to send from to `ip`: one on its subnet, else the first
+    /// of its family.
+    pub fn source_for(&self, ip: IpAddr) -> Option<IpAddr> {
+        match ip {
+            IpAddr::V4(v4) => self
+                .addr_on_link(v4)
+                .or_else(|| self.addrs.first().map(|a| a.0))
+                .map(IpAddr::V4),
+            IpAddr::V6(v6) => self
+                .addr6_on_link(v6)
+                .or_else(|| self.addrs6.first().map(|a| a.0))
+                .map(IpAddr::V6),
+        }
     }
 }
 
@@ -160,10 +223,10 @@ impl Interfaces {
     }
 
     /// The slot of the interface whose subnet holds `ip`.
-    pub fn on_link(&self, ip: Ipv4Addr) -> Option<u16> {
+    pub fn on_link(&self, ip: IpAddr) -> Option<u16> {
         self.list
             .iter()
-            .position(|i| i.addr_on_link(ip).is_some())
+            .position(|i| i.on_link(ip))
             .and_then(|p| u16::try_from(p).ok())
     }
 }
@@ -191,185 +254,322 @@ pub struct Ctx<'a> {
     pub ifaces: &'a Interfaces,
 }
 
-/// Processes one frame received on interface slot `iface`. `frame` starts
-/// with the 10-byte virtio-net header.
-pub fn process(ctx: &Ctx, conns: &mut ConnTable, iface: u16, frame: &mut [u8]) -> Verdict {
+/// What the receiving interface and frame tell every handler.
+struct Rx<'a, 'b> {
+    ctx: &'b Ctx<'a>,
+    iface: u16,
+    me: &'b Iface,
+    src_mac: MacAddr,
+    /// The transport checksum is partial (virtio NEEDS_CSUM).
+    partial: bool,
+    /// The frame is a GSO super-frame.
+    gso: bool,
+}
+
+/// Where a handled frame goes at layer 2.
+enum Out {
+    /// No layer-2 work: pass, drop, or hand to the local stack.
+    Done(Verdict),
+    /// To the neighbour `ip` (a real server), via the neighbour table.
+    Neighbor(IpAddr),
+    /// To `mac` out of interface slot `iface`.
+    Mac(u16, MacAddr),
+    /// Back to the sender, out of the interface it came in on.
+    Back,
+}
+
+fn drop(r: DropReason) -> Out {
+    Out::Done(Verdict::Drop(r))
+}
+
+const PASS: Out = Out::Done(Verdict::Pass);
+
+/// Processes one frame received on interface slot `iface`.
+pub fn process(ctx: &Ctx, conns: &mut ConnTable, iface: u16, f: &mut Frame) -> Verdict {
     let Some(me) = ctx.ifaces.list.get(usize::from(iface)) else {
         return Verdict::Pass;
     };
-    if frame.len() < vnet::HEADER_LEN {
+    let bytes = f.bytes();
+    if bytes.len() < L2_LEN {
         return Verdict::Drop(DropReason::Truncated);
     }
-    let (vh, eth_bytes) = frame.split_at_mut(vnet::HEADER_LEN);
-    let partial = VnetHeader::new_unchecked(&*vh).needs_csum();
-    let Ok(mut eth) = EthernetFrame::new_checked(&mut *eth_bytes) else {
-        return Verdict::Drop(DropReason::Truncated);
-    };
-    let dst_mac = eth.dst_addr();
-    if dst_mac != me.mac && !dst_mac.is_broadcast() {
+    let vh = VnetHeader::new_unchecked(&bytes[..vnet::HEADER_LEN]);
+    let (partial, gso) = (vh.needs_csum(), vh.is_gso());
+    let eth = EthernetFrame::new_unchecked(&bytes[vnet::HEADER_LEN..]);
+    let (dst_mac, src_mac, ethertype) = (eth.dst_addr(), eth.src_addr(), eth.ethertype());
+    let ndp_multicast = ethertype == EtherType::Ipv6 && dst_mac.is_multicast();
+    if dst_mac != me.mac && !dst_mac.is_broadcast() && !ndp_multicast {
         return Verdict::Pass;
     }
-    let src_mac = eth.src_addr();
-    match eth.ethertype() {
-        EtherType::Arp => arp(ctx, me, eth.payload_mut()).map_or(Verdict::Pass, |reply_to| {
-            eth.set_dst_addr(reply_to);
-            eth.set_src_addr(me.mac);
-            VnetHeader::new_unchecked(&mut *vh).clear();
-            Verdict::Forward { iface }
-        }),
-        EtherType::Ipv4 => {
-            let v = ipv4(ctx, conns, iface, src_mac, partial, eth.payload_mut());
-            if let Hop::To(out, next_mac) = v.1 {
-                let Some(out_if) = ctx.ifaces.list.get(usize::from(out)) else {
-                    return Verdict::Drop(DropReason::NoNeighbor);
-                };
-                eth.set_src_addr(out_if.mac);
-                eth.set_dst_addr(next_mac);
-            }
-            v.0
-        }
-        _ => Verdict::Pass,
-    }
+    let rx = Rx {
+        ctx,
+        iface,
+        me,
+        src_mac,
+        partial,
+        gso,
+    };
+    let out = match ethertype {
+        EtherType::Arp => arp(&rx, f),
+        EtherType::Ipv4 => ipv4(&rx, conns, f),
+        EtherType::Ipv6 => ipv6(&rx, conns, f),
+        _ => PASS,
+    };
+    finish(&rx, f, out)
 }
 
-/// Where a forwarded packet goes at layer 2.
-enum Hop {
-    None,
-    To(u16, MacAddr),
+/// Writes the Ethernet addresses for where the frame goes.
+fn finish(rx: &Rx, f: &mut Frame, out: Out) -> Verdict {
+    let (iface, mac) = match out {
+        Out::Done(v) => return v,
+        Out::Neighbor(ip) => match rx.ctx.neigh.map.get(&ip) {
+            Some(n) => (n.iface, n.mac),
+            None => return Verdict::Drop(DropReason::NoNeighbor),
+        },
+        Out::Mac(i, m) => (i, m),
+        Out::Back => (rx.iface, rx.src_mac),
+    };
+    let Some(out_if) = rx.ctx.ifaces.list.get(usize::from(iface)) else {
+        return Verdict::Drop(DropReason::NoNeighbor);
+    };
+    let bytes = f.bytes();
+    let mut eth = EthernetFrame::new_unchecked(&mut bytes[vnet::HEADER_LEN..]);
+    eth.set_dst_addr(mac);
+    eth.set_src_addr(out_if.mac);
+    Verdict::Forward { iface }
 }
 
-/// Turns an ARP request for a VIP that the kernel does not own into the reply,
-/// in place. Returns the MAC to send the reply to.
-fn arp(ctx: &Ctx, me: &crate::dataplane::Iface, payload: &mut [u8]) -> Option<MacAddr> {
-    let mut a = ArpPacket::new_checked(payload).ok()?;
+/// A frame lvsd built itself: no offload state.
+fn clear_vnet(f: &mut Frame) {
+    let bytes = f.bytes();
+    VnetHeader::new_unchecked(&mut bytes[..vnet::HEADER_LEN]).clear();
+}
+
+/// Whether lvsd answers for `ip`: a VIP the kernel does not own.
+fn answers_for(rx: &Rx, ip: IpAddr) -> bool {
+    rx.ctx.rules.vips.contains(&ip) && !rx.ctx.ifaces.local.contains(&ip)
+}
+
+/// Turns an ARP request for a VIP into the reply, in place.
+fn arp(rx: &Rx, f: &mut Frame) -> Out {
+    let Ok(mut a) = ArpPacket::new_checked(f.l3()) else {
+        return PASS;
+    };
     if a.operation() != ArpOperation::Request {
-        return None;
+        return PASS;
     }
     let target = a.target_protocol_addr();
-    let ip = IpAddr::V4(target);
-    if !ctx.rules.vips.contains(&ip) || ctx.ifaces.local.contains(&ip) {
-        return None;
+    if !answers_for(rx, IpAddr::V4(target)) {
+        return PASS;
     }
     let asker_mac = a.sender_hardware_addr();
     let asker_ip = a.sender_protocol_addr();
     a.set_operation(ArpOperation::Reply);
-    a.set_sender_hardware_addr(me.mac);
+    a.set_sender_hardware_addr(rx.me.mac);
     a.set_sender_protocol_addr(target);
     a.set_target_hardware_addr(asker_mac);
     a.set_target_protocol_addr(asker_ip);
-    Some(asker_mac)
+    clear_vnet(f);
+    Out::Mac(rx.iface, asker_mac)
 }
 
-fn ipv4(
-    ctx: &Ctx,
-    conns: &mut ConnTable,
-    iface: u16,
-    src_mac: MacAddr,
-    partial: bool,
-    bytes: &mut [u8],
-) -> (Verdict, Hop) {
-    let drop = |r| (Verdict::Drop(r), Hop::None);
-    let pass = (Verdict::Pass, Hop::None);
-    let ip = match Ipv4Packet::new_checked(&*bytes) {
+/// The transport facts of one packet.
+struct Flow {
+    protocol: Protocol,
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+    /// (syn, fin, ack, rst) for TCP.
+    flags: Option<(bool, bool, bool, bool)>,
+    /// Length of the IP packet, header included.
+    len: usize,
+    /// TTL or hop limit.
+    ttl: u8,
+}
+
+/// Ports and flags of a TCP or UDP header.
+/// TCP's (syn, fin, ack, rst).
+type TcpFlags = Option<(bool, bool, bool, bool)>;
+
+fn ports(protocol: Protocol, l4: &[u8]) -> Option<(u16, u16, TcpFlags)> {
+    match protocol {
+        Protocol::Tcp => TcpPacket::new_checked(l4).ok().map(|t| {
+            (
+                t.src_port(),
+                t.dst_port(),
+                Some((t.syn(), t.fin(), t.ack(), t.rst())),
+            )
+        }),
+        Protocol::Udp => UdpPacket::new_checked(l4)
+            .ok()
+            .map(|u| (u.src_port(), u.dst_port(), None)),
+    }
+}
+
+fn transport(p: IpProtocol) -> Option<Protocol> {
+    match p {
+        IpProtocol::Tcp => Some(Protocol::Tcp),
+        IpProtocol::Udp => Some(Protocol::Udp),
+        _ => None,
+    }
+}
+
+fn ipv4(rx: &Rx, conns: &mut ConnTable, f: &mut Frame) -> Out {
+    let l3 = f.l3();
+    let ip = match Ipv4Packet::new_checked(&*l3) {
         Ok(ip) => ip,
         Err(crate::wire::Error::Truncated) => return drop(DropReason::Truncated),
         Err(_) => return drop(DropReason::Malformed),
     };
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
-    let to_vip = ctx.rules.vips.contains(&IpAddr::V4(dst));
-    if !to_vip && ctx.ifaces.local.contains(&IpAddr::V4(dst)) {
-        return pass;
+    let to_vip = rx.ctx.rules.vips.contains(&IpAddr::V4(dst));
+    if !to_vip && rx.ctx.ifaces.local.contains(&IpAddr::V4(dst)) {
+        return PASS;
     }
-    let protocol = match ip.next_header() {
-        IpProtocol::Tcp => Protocol::Tcp,
-        IpProtocol::Udp => Protocol::Udp,
-        _ if to_vip => return drop(DropReason::UnsupportedProtocol),
-        _ => return pass,
-    };
-    if !ip.verify_checksum() {
+    let next = ip.next_header();
+    let protocol = transport(next);
+    if protocol.is_none() && next != IpProtocol::Icmp {
         return if to_vip {
-            drop(DropReason::BadChecksum)
+            drop(DropReason::UnsupportedProtocol)
         } else {
-            pass
+            PASS
         };
+    }
+    let ours = |r| if to_vip { drop(r) } else { PASS };
+    if !ip.verify_checksum() {
+        return ours(DropReason::BadChecksum);
     }
     if ip.is_fragment() {
-        return if to_vip {
-            drop(DropReason::Fragment)
-        } else {
-            pass
-        };
+        return ours(DropReason::Fragment);
     }
-    let ttl = ip.ttl();
-    let total = usize::from(ip.total_len());
-    let hl = usize::from(ip.header_len());
-    let l4 = ip.payload();
-    let (sport, dport, flags) = match protocol {
-        Protocol::Tcp => match TcpPacket::new_checked(l4) {
-            Ok(t) => (
-                t.src_port(),
-                t.dst_port(),
-                Some((t.syn(), t.fin(), t.ack(), t.rst())),
-            ),
-            Err(_) => {
-                return if to_vip {
-                    drop(DropReason::Malformed)
-                } else {
-                    pass
-                }
-            }
-        },
-        Protocol::Udp => match UdpPacket::new_checked(l4) {
-            Ok(u) => (u.src_port(), u.dst_port(), None),
-            Err(_) => {
-                return if to_vip {
-                    drop(DropReason::Malformed)
-                } else {
-                    pass
-                }
-            }
-        },
+    let (len, hl, ttl) = (
+        usize::from(ip.total_len()),
+        usize::from(ip.header_len()),
+        ip.ttl(),
+    );
+    let Some(protocol) = protocol else {
+        return icmp4(rx, conns, f, len, hl, ttl, to_vip);
     };
-    let _ = hl;
-    let packet = &mut bytes[..total];
-    let t = &ctx.rules.timeouts;
+    let Some((sport, dport, flags)) = ports(protocol, ip.payload()) else {
+        return ours(DropReason::Malformed);
+    };
+    if !f.set_l3_len(len) {
+        return ours(DropReason::Truncated);
+    }
+    let flow = Flow {
+        protocol,
+        src: IpAddr::V4(src),
+        sport,
+        dst: IpAddr::V4(dst),
+        dport,
+        flags,
+        len,
+        ttl,
+    };
+    l4(rx, conns, f, &flow, to_vip)
+}
 
+fn ipv6(rx: &Rx, conns: &mut ConnTable, f: &mut Frame) -> Out {
+    let l3 = f.l3();
+    let ip = match Ipv6Packet::new_checked(&*l3) {
+        Ok(ip) => ip,
+        Err(crate::wire::Error::Truncated) => return drop(DropReason::Truncated),
+        Err(_) => return drop(DropReason::Malformed),
+    };
+    let (src, dst, next, len, hop) = (
+        ip.src_addr(),
+        ip.dst_addr(),
+        ip.next_header(),
+        ip.total_len(),
+        ip.hop_limit(),
+    );
+    let solicited = match IcmpPacket::new_checked(ip.payload()) {
+        Ok(m) if next == IpProtocol::Icmpv6 && m.msg_type() == v6::NEIGHBOR_SOLICIT => m
+            .body()
+            .get(..16)
+            .and_then(|t| <[u8; 16]>::try_from(t).ok()),
+        _ => None,
+    };
+    if let Some(target) = solicited {
+        return neighbor_solicit(rx, f, src, hop, Ipv6Addr::from(target));
+    }
+    let to_vip = rx.ctx.rules.vips.contains(&IpAddr::V6(dst));
+    if !to_vip && (rx.ctx.ifaces.local.contains(&IpAddr::V6(dst)) || dst.is_multicast()) {
+        return PASS;
+    }
+    let ours = |r| if to_vip { drop(r) } else { PASS };
+    let protocol = match next {
+        IpProtocol::Tcp | IpProtocol::Udp => transport(next),
+        IpProtocol::Icmpv6 => None,
+        // 44: the fragment header.
+        IpProtocol::Unknown(44) => return ours(DropReason::Fragment),
+        _ => return ours(DropReason::UnsupportedProtocol),
+    };
+    let Some(protocol) = protocol else {
+        return icmp6(rx, conns, f, len, hop, to_vip);
+    };
+    let Some((sport, dport, flags)) = ports(protocol, ip.payload()) else {
+        return ours(DropReason::Malformed);
+    };
+    if !f.set_l3_len(len) {
+        return ours(DropReason::Truncated);
+    }
+    let flow = Flow {
+        protocol,
+        src: IpAddr::V6(src),
+        sport,
+        dst: IpAddr::V6(dst),
+        dport,
+        flags,
+        len,
+        ttl: hop,
+    };
+    l4(rx, conns, f, &flow, to_vip)
+}
+
+/// A TCP or UDP packet: to a virtual service, or a NAT real server's reply.
+fn l4(rx: &Rx, conns: &mut ConnTable, f: &mut Frame, flow: &Flow, to_vip: bool) -> Out {
+    let ctx = rx.ctx;
+    let t = &ctx.rules.timeouts;
     if to_vip {
-        let vip = SocketAddr::new(IpAddr::V4(dst), dport);
-        let client = SocketAddr::new(IpAddr::V4(src), sport);
+        let vip = SocketAddr::new(flow.dst, flow.dport);
+        let client = SocketAddr::new(flow.src, flow.sport);
         let key = Key {
-            protocol,
+            protocol: flow.protocol,
             src: client,
             dst: vip,
         };
         let id = match conns.lookup_in(&key) {
             Some(id) => id,
             None => {
-                let Some(svc) = ctx.rules.service(protocol, vip) else {
-                    return pass;
+                let Some(svc) = ctx.rules.service(flow.protocol, vip) else {
+                    return PASS;
                 };
                 // As IPVS: only a SYN starts a TCP connection.
-                if let Some((syn, fin, ack, rst)) = flags {
+                if let Some((syn, fin, ack, rst)) = flow.flags {
                     if !syn || ack || fin || rst {
                         return drop(DropReason::NoConn);
                     }
                 }
-                if ttl <= 1 {
+                if flow.ttl <= 1 {
                     return drop(DropReason::TtlExceeded);
                 }
                 let Some(d) = svc.schedule() else {
                     return drop(DropReason::NoDest);
                 };
-                if !ctx.neigh.map.contains_key(&d.addr().ip()) {
+                let method = d.method();
+                if method != Method::Local && !ctx.neigh.map.contains_key(&d.addr().ip()) {
                     return drop(DropReason::NoNeighbor);
                 }
                 let new = NewConn {
-                    protocol,
+                    protocol: flow.protocol,
+                    method,
                     client,
                     vip,
                     dest_addr: d.addr(),
-                    client_iface: iface,
-                    client_mac: src_mac.0,
+                    client_iface: rx.iface,
+                    client_mac: rx.src_mac.0,
                     dest: d.state.clone(),
                     service: svc.state.clone(),
                 };
@@ -383,59 +583,339 @@ fn ipv4(
                 }
             }
         };
-        if ttl <= 1 {
+        let Some(method) = conns.get(id).map(|c| c.method) else {
+            return drop(DropReason::NoConn);
+        };
+        if method != Method::Local && flow.ttl <= 1 {
             return drop(DropReason::TtlExceeded);
         }
-        conns.touch(id, Dir::Input, flags, ctx.now, t);
+        let dir = if method == Method::Nat {
+            Dir::Input
+        } else {
+            Dir::InputOnly
+        };
+        conns.touch(id, dir, flow.flags, ctx.now, t);
         let Some(c) = conns.get(id) else {
             return drop(DropReason::NoConn);
         };
-        let IpAddr::V4(rip) = c.dest_addr.ip() else {
-            return drop(DropReason::Malformed);
-        };
-        let Some(n) = ctx.neigh.map.get(&c.dest_addr.ip()) else {
-            return drop(DropReason::NoNeighbor);
-        };
-        c.service.stats.shard(ctx.shard).count_in(total);
-        c.dest.stats.shard(ctx.shard).count_in(total);
-        if !rewrite_v4(packet, Side::Dst, rip, c.dest_addr.port(), partial) {
-            return drop(DropReason::Malformed);
-        }
-        return (Verdict::Forward { iface: n.iface }, Hop::To(n.iface, n.mac));
+        c.service.stats.shard(ctx.shard).count_in(flow.len);
+        c.dest.stats.shard(ctx.shard).count_in(flow.len);
+        let dest = c.dest_addr;
+        return inbound(rx, f, method, dest, flow.len);
     }
 
-    // A reply from a real server?
+    // A reply from a NAT real server?
     let key = Key {
-        protocol,
-        src: SocketAddr::new(IpAddr::V4(src), sport),
-        dst: SocketAddr::new(IpAddr::V4(dst), dport),
+        protocol: flow.protocol,
+        src: SocketAddr::new(flow.src, flow.sport),
+        dst: SocketAddr::new(flow.dst, flow.dport),
     };
     let Some(id) = conns.lookup_out(&key) else {
-        return if ctx.rules.nat_dests.contains(&(protocol, key.src)) {
+        return if ctx.rules.nat_dests.contains(&(flow.protocol, key.src)) {
             drop(DropReason::NoConn)
         } else {
-            pass
+            PASS
         };
+    };
+    if flow.ttl <= 1 {
+        return drop(DropReason::TtlExceeded);
+    }
+    conns.touch(id, Dir::Output, flow.flags, ctx.now, t);
+    let Some(c) = conns.get(id) else {
+        return drop(DropReason::NoConn);
+    };
+    c.service.stats.shard(ctx.shard).count_out(flow.len);
+    c.dest.stats.shard(ctx.shard).count_out(flow.len);
+    let (vip, iface, mac) = (c.vip, c.client_iface, MacAddr(c.client_mac));
+    if !rewrite(f.l3(), Side::Src, vip.ip(), vip.port(), rx.partial) {
+        return drop(DropReason::Malformed);
+    }
+    Out::Mac(iface, mac)
+}
+
+/// Sends a client's packet (the IP packet of `f`, `len` bytes) on to its
+/// connection's real server by the connection's method.
+fn inbound(rx: &Rx, f: &mut Frame, method: Method, dest: SocketAddr, len: usize) -> Out {
+    match method {
+        Method::Nat => {
+            if !rewrite(f.l3(), Side::Dst, dest.ip(), dest.port(), rx.partial) {
+                return drop(DropReason::Malformed);
+            }
+            Out::Neighbor(dest.ip())
+        }
+        Method::Dr => {
+            dr::decrement_ttl(f.l3());
+            Out::Neighbor(dest.ip())
+        }
+        Method::Tun => tunnel(rx, f, dest.ip(), len),
+        Method::Local => {
+            f.start += L2_LEN;
+            f.len = len;
+            Out::Done(Verdict::Local)
+        }
+    }
+}
+
+/// Wraps the packet for the real server at `rip`, or tells the client it is
+/// too big for the tunnel.
+fn tunnel(rx: &Rx, f: &mut Frame, rip: IpAddr, len: usize) -> Out {
+    let ctx = rx.ctx;
+    let Some(n) = ctx.neigh.map.get(&rip) else {
+        return drop(DropReason::NoNeighbor);
+    };
+    let Some(out_if) = ctx.ifaces.list.get(usize::from(n.iface)) else {
+        return drop(DropReason::NoNeighbor);
+    };
+    if rx.gso {
+        // A super-frame cannot be segmented inside a tunnel by the kernel
+        // through a packet socket; see docs/operations.md on offloads.
+        return drop(DropReason::TooBig);
+    }
+    let mtu = usize::try_from(out_if.mtu).unwrap_or(1500);
+    let l3_at = f.start + L2_LEN;
+    let result = match (rip, out_if.source_for(rip)) {
+        (IpAddr::V4(r), Some(IpAddr::V4(src))) => encap_v4(f, len, src, r, mtu),
+        (IpAddr::V6(r), Some(IpAddr::V6(src))) => encap_v6(f, len, src, r, mtu),
+        _ => return drop(DropReason::NoNeighbor),
+    };
+    match result {
+        Encap::Done => Out::Neighbor(rip),
+        Encap::NoRoom => drop(DropReason::TooBig),
+        Encap::TooBig { inner_mtu } => {
+            let client = match f.l3().first().map(|b| b >> 4) {
+                Some(4) => IpAddr::V4(Ipv4Packet::new_unchecked(&f.l3()[..]).src_addr()),
+                _ => IpAddr::V6(Ipv6Packet::new_unchecked(&f.l3()[..]).src_addr()),
+            };
+            let Some(from) = rx.me.source_for(client) else {
+                return drop(DropReason::TooBig);
+            };
+            let mtu16 = u16::try_from(inner_mtu).unwrap_or(u16::MAX);
+            let built = match from {
+                IpAddr::V4(from) => {
+                    if !Ipv4Packet::new_unchecked(&f.l3()[..]).dont_frag() {
+                        return drop(DropReason::TooBig);
+                    }
+                    let [hi, lo] = mtu16.to_be_bytes();
+                    icmpx::error_v4(
+                        f.buf,
+                        l3_at,
+                        len,
+                        from,
+                        (v4::DEST_UNREACHABLE, v4::CODE_FRAG_NEEDED),
+                        [0, 0, hi, lo],
+                    )
+                }
+                IpAddr::V6(from) => icmpx::error_v6(
+                    f.buf,
+                    l3_at,
+                    len,
+                    from,
+                    (v6::PACKET_TOO_BIG, 0),
+                    u32::from(mtu16).to_be_bytes(),
+                ),
+            };
+            match built {
+                Some(n) if f.set_l3_len(n) => {
+                    clear_vnet(f);
+                    Out::Back
+                }
+                _ => drop(DropReason::TooBig),
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn icmp4(
+    rx: &Rx,
+    conns: &mut ConnTable,
+    f: &mut Frame,
+    len: usize,
+    hl: usize,
+    ttl: u8,
+    to_vip: bool,
+) -> Out {
+    let ours = |r| if to_vip { drop(r) } else { PASS };
+    if !f.set_l3_len(len) {
+        return ours(DropReason::Truncated);
+    }
+    let l3 = f.l3();
+    let Ok(m) = IcmpPacket::new_checked(&l3[hl.min(l3.len())..]) else {
+        return ours(DropReason::Malformed);
+    };
+    let t = m.msg_type();
+    if to_vip && t == v4::ECHO_REQUEST {
+        let dst = Ipv4Packet::new_unchecked(&l3[..]).dst_addr();
+        if !answers_for(rx, IpAddr::V4(dst)) {
+            return PASS;
+        }
+        if !m.verify_checksum_v4() {
+            return drop(DropReason::BadChecksum);
+        }
+        icmpx::echo_reply(l3, len);
+        clear_vnet(f);
+        return Out::Back;
+    }
+    if !v4::is_error(t) {
+        return ours(DropReason::UnsupportedProtocol);
+    }
+    let Some(e) = icmpx::embedded(m.body()) else {
+        return ours(DropReason::Malformed);
+    };
+    icmp_error(rx, conns, f, &e, len, ttl, to_vip)
+}
+
+fn icmp6(rx: &Rx, conns: &mut ConnTable, f: &mut Frame, len: usize, hop: u8, to_vip: bool) -> Out {
+    let ours = |r| if to_vip { drop(r) } else { PASS };
+    if !f.set_l3_len(len) {
+        return ours(DropReason::Truncated);
+    }
+    let l3 = f.l3();
+    let (src, dst) = {
+        let ip = Ipv6Packet::new_unchecked(&l3[..]);
+        (ip.src_addr(), ip.dst_addr())
+    };
+    let Ok(m) = IcmpPacket::new_checked(&l3[V6_LEN.min(l3.len())..]) else {
+        return ours(DropReason::Malformed);
+    };
+    let t = m.msg_type();
+    if to_vip && t == v6::ECHO_REQUEST {
+        if !answers_for(rx, IpAddr::V6(dst)) {
+            return PASS;
+        }
+        if !crate::wire::icmp::verify_checksum_v6(&l3[V6_LEN..], src, dst) {
+            return drop(DropReason::BadChecksum);
+        }
+        icmpx::echo_reply(l3, len);
+        clear_vnet(f);
+        return Out::Back;
+    }
+    if !v6::is_error(t) {
+        return ours(DropReason::UnsupportedProtocol);
+    }
+    let Some(e) = icmpx::embedded(m.body()) else {
+        return ours(DropReason::Malformed);
+    };
+    icmp_error(rx, conns, f, &e, len, hop, to_vip)
+}
+
+/// An ICMP error about the packet `e`: to a VIP (about a packet the service
+/// sent a client) it goes to the connection's real server; from a NAT real
+/// server's side it goes, translated, to the client.
+#[allow(clippy::too_many_arguments)]
+fn icmp_error(
+    rx: &Rx,
+    conns: &mut ConnTable,
+    f: &mut Frame,
+    e: &Embedded,
+    len: usize,
+    ttl: u8,
+    to_vip: bool,
+) -> Out {
+    let ours = |r| if to_vip { drop(r) } else { PASS };
+    let Some(protocol) = transport(e.protocol) else {
+        return ours(DropReason::UnsupportedProtocol);
+    };
+    // Both directions' keys read the embedded packet backwards.
+    let key = Key {
+        protocol,
+        src: SocketAddr::new(e.dst, e.dport),
+        dst: SocketAddr::new(e.src, e.sport),
+    };
+    let ctx = rx.ctx;
+    if to_vip {
+        let Some(c) = conns.lookup_in(&key).and_then(|id| conns.get(id)) else {
+            return drop(DropReason::NoConn);
+        };
+        if c.method != Method::Local && ttl <= 1 {
+            return drop(DropReason::TtlExceeded);
+        }
+        c.service.stats.shard(ctx.shard).count_in(len);
+        c.dest.stats.shard(ctx.shard).count_in(len);
+        let (method, dest) = (c.method, c.dest_addr);
+        if method == Method::Nat {
+            let ok = icmpx::translate(
+                f.l3(),
+                len,
+                Side::Dst,
+                dest.ip(),
+                Side::Src,
+                dest.ip(),
+                dest.port(),
+            );
+            return if ok {
+                Out::Neighbor(dest.ip())
+            } else {
+                drop(DropReason::Malformed)
+            };
+        }
+        return inbound(rx, f, method, dest, len);
+    }
+    let Some(c) = conns.lookup_out(&key).and_then(|id| conns.get(id)) else {
+        return PASS;
     };
     if ttl <= 1 {
         return drop(DropReason::TtlExceeded);
     }
-    conns.touch(id, Dir::Output, flags, ctx.now, t);
-    let Some(c) = conns.get(id) else {
-        return drop(DropReason::NoConn);
-    };
-    let IpAddr::V4(vip) = c.vip.ip() else {
-        return drop(DropReason::Malformed);
-    };
-    c.service.stats.shard(ctx.shard).count_out(total);
-    c.dest.stats.shard(ctx.shard).count_out(total);
-    if !rewrite_v4(packet, Side::Src, vip, c.vip.port(), partial) {
+    c.service.stats.shard(ctx.shard).count_out(len);
+    c.dest.stats.shard(ctx.shard).count_out(len);
+    let (vip, iface, mac) = (c.vip, c.client_iface, MacAddr(c.client_mac));
+    if !icmpx::translate(
+        f.l3(),
+        len,
+        Side::Src,
+        vip.ip(),
+        Side::Dst,
+        vip.ip(),
+        vip.port(),
+    ) {
         return drop(DropReason::Malformed);
     }
-    (
-        Verdict::Forward {
-            iface: c.client_iface,
-        },
-        Hop::To(c.client_iface, MacAddr(c.client_mac)),
-    )
+    Out::Mac(iface, mac)
+}
+
+/// Answers a neighbour solicitation for a VIP (RFC 4861 section 7.2.4) with
+/// an advertisement, in place.
+fn neighbor_solicit(rx: &Rx, f: &mut Frame, src: Ipv6Addr, hop: u8, target: Ipv6Addr) -> Out {
+    if hop != 255 {
+        return PASS;
+    }
+    if !answers_for(rx, IpAddr::V6(target)) {
+        return PASS;
+    }
+    // Duplicate address detection asks from ::; the answer goes to all nodes.
+    let (dst, flags, dst_mac) = if src.is_unspecified() {
+        (
+            Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
+            0x2000_0000u32,
+            MacAddr([0x33, 0x33, 0, 0, 0, 1]),
+        )
+    } else {
+        (src, v6::NA_SOLICITED_OVERRIDE, rx.src_mac)
+    };
+    const NA_LEN_U16: u16 = 32; // ICMP header, target, one option
+    const NA_LEN: usize = NA_LEN_U16 as usize;
+    if !f.set_l3_len(V6_LEN + NA_LEN) {
+        return PASS;
+    }
+    let l3 = f.l3();
+    let mut ip = Ipv6Packet::new_unchecked(&mut l3[..V6_LEN]);
+    ip.set_version_defaults();
+    ip.set_payload_len(NA_LEN_U16);
+    ip.set_next_header(IpProtocol::Icmpv6);
+    ip.set_hop_limit(255);
+    ip.set_src_addr(target);
+    ip.set_dst_addr(dst);
+    let msg = &mut l3[V6_LEN..V6_LEN + NA_LEN];
+    msg[ICMP_LEN..ICMP_LEN + 16].copy_from_slice(&target.octets());
+    msg[ICMP_LEN + 16] = v6::OPT_TARGET_LL;
+    msg[ICMP_LEN + 17] = 1;
+    msg[ICMP_LEN + 18..ICMP_LEN + 24].copy_from_slice(&rx.me.mac.0);
+    let mut m = IcmpPacket::new_unchecked(msg);
+    m.set_msg_type(v6::NEIGHBOR_ADVERT);
+    m.set_msg_code(0);
+    m.set_rest(flags.to_be_bytes());
+    m.fill_checksum_v6(target, dst);
+    clear_vnet(f);
+    Out::Mac(rx.iface, dst_mac)
 }

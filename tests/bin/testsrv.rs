@@ -4,22 +4,33 @@
 //! lvs-testsrv --name rs1 --http 198.18.1.11:8080 --udp 198.18.1.11:5353
 //! ```
 //!
-//! Each `--http` and `--udp` listener is optional and may be repeated.
+//! Each `--http` and `--udp` listener is optional and may be repeated. An
+//! address may be IPv4 or IPv6 (`[fd00:198:18:1::11]:8080`, `[::]:80`); an
+//! IPv6 listener is IPv6-only (`IPV6_V6ONLY`), so `0.0.0.0:80` and `[::]:80`
+//! can be bound side by side. `--bind-any` sets `IP_FREEBIND` /
+//! `IPV6_FREEBIND` on every listener, so it may bind an address (a VIP) that
+//! is not (yet) one of the namespace's own.
 //!
 //! - HTTP/1.1: every request gets `200 OK` with the body `<name>\n` and a
 //!   `Content-Length`. Keep-alive is the HTTP/1.1 default and honoured, as is
 //!   `Connection: close` (and HTTP/1.0's keep-alive opt-in). A response also
 //!   carries `X-Server: <name>` and `X-Client: <peer ip:port>`, so a test can
-//!   see the source address the real server saw. One thread per connection,
-//!   at most [`MAX_CONNS`] at once; further clients wait in the backlog.
+//!   see the source address the real server saw, and `X-Received: <n>`, the
+//!   number of request-body bytes it read (so an upload, `curl -T`, can be
+//!   checked). A `GET /bytes/<n>` is answered with a body of `n` bytes (at
+//!   most [`MAX_BYTES`]) instead of the name, for large responses. One thread
+//!   per connection, at most [`MAX_CONNS`] at once; further clients wait in
+//!   the backlog. `Expect: 100-continue` is answered with `100 Continue`.
 //! - UDP: each datagram is answered with `<name> ` followed by its bytes.
 //!
 //! Prints `ready` on stdout once every listener is bound, and exits with
 //! status 0 on SIGTERM, SIGINT or SIGHUP.
 
 use nix::sys::signal::{SigSet, Signal};
+use nix::sys::socket::SockaddrStorage;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::ExitCode;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -35,13 +46,17 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Stack size of the per-connection and per-socket threads.
 const STACK: usize = 128 * 1024;
+/// The largest body `GET /bytes/<n>` sends.
+const MAX_BYTES: usize = 64 * 1024 * 1024;
 
-const USAGE: &str = "usage: lvs-testsrv [--name NAME] [--http ADDR:PORT]... [--udp ADDR:PORT]...";
+const USAGE: &str = "usage: lvs-testsrv [--name NAME] [--bind-any] [--http ADDR:PORT]... \
+                     [--udp ADDR:PORT]...";
 
 struct Args {
     name: String,
     http: Vec<SocketAddr>,
     udp: Vec<SocketAddr>,
+    bind_any: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -49,12 +64,17 @@ fn parse_args() -> Result<Args, String> {
         name: "testsrv".to_owned(),
         http: Vec::new(),
         udp: Vec::new(),
+        bind_any: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "-h" || flag == "--help" {
             println!("{USAGE}");
             std::process::exit(0);
+        }
+        if flag == "--bind-any" {
+            args.bind_any = true;
+            continue;
         }
         let value = it
             .next()
@@ -100,7 +120,7 @@ fn main() -> ExitCode {
     let name: Arc<str> = Arc::from(args.name.as_str());
     let slots = Arc::new(Slots::new(MAX_CONNS));
     for addr in &args.http {
-        let listener = match TcpListener::bind(addr) {
+        let listener = match bind_tcp(*addr, args.bind_any) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("lvs-testsrv: bind tcp {addr}: {e}");
@@ -115,7 +135,7 @@ fn main() -> ExitCode {
         }
     }
     for addr in &args.udp {
-        let socket = match UdpSocket::bind(addr) {
+        let socket = match bind_udp(*addr, args.bind_any) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("lvs-testsrv: bind udp {addr}: {e}");
@@ -141,6 +161,67 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A socket of `kind` bound to `addr`: IPv6-only for an IPv6 address, with
+/// `SO_REUSEADDR` (as std's listeners have it), and with `IP_FREEBIND` /
+/// `IPV6_FREEBIND` when `bind_any`.
+fn bound_socket(addr: SocketAddr, kind: libc::c_int, bind_any: bool) -> io::Result<OwnedFd> {
+    let family = if addr.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    // SAFETY: socket() has no memory-safety preconditions.
+    let fd = unsafe { libc::socket(family, kind | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let set = |level: libc::c_int, opt: libc::c_int| -> io::Result<()> {
+        let one: libc::c_int = 1;
+        // SAFETY: the option value is a live c_int of the size given.
+        let r = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                level,
+                opt,
+                std::ptr::addr_of!(one).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    set(libc::SOL_SOCKET, libc::SO_REUSEADDR)?;
+    if addr.is_ipv6() {
+        set(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY)?;
+        if bind_any {
+            set(libc::IPPROTO_IPV6, libc::IPV6_FREEBIND)?;
+        }
+    } else if bind_any {
+        set(libc::IPPROTO_IP, libc::IP_FREEBIND)?;
+    }
+    let sa = SockaddrStorage::from(addr);
+    nix::sys::socket::bind(fd.as_raw_fd(), &sa).map_err(io::Error::from)?;
+    Ok(fd)
+}
+
+fn bind_tcp(addr: SocketAddr, bind_any: bool) -> io::Result<TcpListener> {
+    let fd = bound_socket(addr, libc::SOCK_STREAM, bind_any)?;
+    // SAFETY: listen() on a descriptor we own.
+    if unsafe { libc::listen(fd.as_raw_fd(), 1024) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(TcpListener::from(fd))
+}
+
+fn bind_udp(addr: SocketAddr, bind_any: bool) -> io::Result<UdpSocket> {
+    bound_socket(addr, libc::SOCK_DGRAM, bind_any).map(UdpSocket::from)
 }
 
 fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> bool {
@@ -234,6 +315,10 @@ struct Head {
     keep_alive: bool,
     head_only: bool,
     body: Body,
+    /// The client waits for `100 Continue` before sending the body.
+    expect_continue: bool,
+    /// `GET /bytes/<n>`: answer with `n` bytes.
+    bytes: Option<usize>,
 }
 
 enum Body {
@@ -276,39 +361,55 @@ fn serve_conn(mut stream: TcpStream, peer: SocketAddr, name: &str) -> io::Result
             return Ok(());
         };
         buf.drain(..head_len);
+        if head.expect_continue && buf.is_empty() {
+            stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        }
 
-        // Skip the request body, if any.
+        // Skip (and count) the request body, if any.
+        let mut received = 0usize;
         let keep_alive = match head.body {
             Body::Length(mut left) => {
                 let have = left.min(buf.len());
                 buf.drain(..have);
                 left -= have;
+                received += have;
                 while left > 0 {
                     let n = stream.read(&mut chunk[..left.min(16 * 1024)])?;
                     if n == 0 {
                         return Ok(());
                     }
                     left -= n;
+                    received += n;
                 }
                 head.keep_alive
             }
             Body::Unknown => false,
         };
 
-        let mut response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
-             X-Server: {name}\r\nX-Client: {peer}\r\n{}\r\n",
-            body.len(),
+        let length = head.bytes.unwrap_or(body.len());
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {length}\r\n\
+             X-Server: {name}\r\nX-Client: {peer}\r\nX-Received: {received}\r\n{}\r\n",
             if keep_alive {
                 "Connection: keep-alive\r\n"
             } else {
                 "Connection: close\r\n"
             },
         );
-        if !head.head_only {
-            response.push_str(&body);
-        }
         stream.write_all(response.as_bytes())?;
+        if !head.head_only {
+            match head.bytes {
+                None => stream.write_all(body.as_bytes())?,
+                Some(mut left) => {
+                    let fill = [b'x'; 16 * 1024];
+                    while left > 0 {
+                        let n = left.min(fill.len());
+                        stream.write_all(&fill[..n])?;
+                        left -= n;
+                    }
+                }
+            }
+        }
         if !keep_alive {
             // Close after the response; reset the rest of a pipeline.
             let _ = stream.shutdown(Shutdown::Write);
@@ -327,7 +428,7 @@ fn parse_head(head: &[u8]) -> Option<Head> {
     let mut lines = text.split("\r\n");
     let mut request = lines.next()?.split_ascii_whitespace();
     let method = request.next()?;
-    let _target = request.next()?;
+    let target = request.next()?;
     let version = request.next()?;
     if request.next().is_some() || !version.starts_with("HTTP/1.") {
         return None;
@@ -336,6 +437,7 @@ fn parse_head(head: &[u8]) -> Option<Head> {
     let (mut close, mut keep_alive_token) = (false, false);
     let mut length = 0usize;
     let mut chunked = false;
+    let mut expect_continue = false;
     for line in lines.filter(|l| !l.is_empty()) {
         let (key, value) = line.split_once(':')?;
         let value = value.trim();
@@ -348,8 +450,16 @@ fn parse_head(head: &[u8]) -> Option<Head> {
             length = value.parse().ok()?;
         } else if key.eq_ignore_ascii_case("transfer-encoding") {
             chunked = !value.eq_ignore_ascii_case("identity");
+        } else if key.eq_ignore_ascii_case("expect") {
+            expect_continue = value.eq_ignore_ascii_case("100-continue");
         }
     }
+    let bytes = match target.strip_prefix("/bytes/") {
+        Some(n) if method == "GET" || method == "HEAD" => {
+            Some(n.parse::<usize>().ok()?.min(MAX_BYTES))
+        }
+        _ => None,
+    };
     Some(Head {
         keep_alive: !close && (!http10 || keep_alive_token),
         head_only: method == "HEAD",
@@ -358,6 +468,8 @@ fn parse_head(head: &[u8]) -> Option<Head> {
         } else {
             Body::Length(length)
         },
+        expect_continue,
+        bytes,
     })
 }
 

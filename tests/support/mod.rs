@@ -20,6 +20,37 @@
 //! address `a.b.c.d` has the MAC `02:00:a:b:c:d` (hex, see [`mac_of`]); its
 //! bridge-side peer has `02:01:a:b:c:d`.
 //!
+//! [`Lab::build`] wires the TESTBED's full topology for every forwarding
+//! method, optionally dual-stack:
+//!
+//! ```text
+//!  [client] eth0 198.18.0.2 ==veth== ext0 198.18.0.1 [director]
+//!  [client] lan0 198.18.1.2 ==veth== cl0 [lan]        int0 198.18.1.1 ==veth== dir0 [lan]
+//!  [rsN] eth0 198.18.1.(10+N) ==veth== rsN [lan]
+//!  [lan] bridge br0 over dir0, cl0, rs1, rs2, ...     VIP 198.19.0.100
+//!  IPv6 (LabOptions::ipv6): fd00:198:18::2 (client eth0), fd00:198:18::1
+//!  (ext0), fd00:198:18:1::1 (int0), fd00:198:18:1::(10+N) (rsN),
+//!  fd00:198:18:1::2 (client lan0), VIP6 fd00:198:19::100
+//! ```
+//!
+//! Each real server is set up for its own method ([`LabOptions::methods`]):
+//! - NAT: default route (and IPv6 default route) via the director's int0.
+//! - DR and TUN: the VIP (and VIP6) on `lo`, `arp_ignore=1` and
+//!   `arp_announce=2` on `all` and `eth0`, and routes to the client's
+//!   networks via the client's `lan0`, so replies go straight to the client
+//!   over the LAN and never through the director.
+//! - TUN: in addition `rp_filter=0`, and an `lvs-tundecap` process (started
+//!   by the lab, stopped on drop) that decapsulates IPv4-in-IPv4 and
+//!   IPv6-in-IPv6 into a TUN device `lvstun0`, since the kernel has no ipip.
+//!
+//! The client has `rp_filter=0` (replies from the VIP come in on `lan0`
+//! although the VIP is routed via `eth0`). In an IPv6 lab the client, the
+//! director and the real servers have IPv6 on, with DAD, router
+//! solicitations and RA off and every address `nodad`; the `lan` namespace
+//! keeps IPv6 off and its bridge has multicast snooping off (so neighbour
+//! solicitations are flooded as on a plain switch). [`Lab::nat`] keeps the
+//! original NAT-only wiring above (no client `lan0`, IPv6 off everywhere).
+//!
 //! Dropping the [`Lab`] (also while unwinding from a panic) stops the
 //! processes it started, deletes exactly the namespaces it created and
 //! removes its temporary directory. While panicking it first prints the tail
@@ -30,7 +61,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -43,6 +74,48 @@ use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{geteuid, Pid};
 
+/// How a lab's real server is set up to be reached (see the module doc).
+/// The lab's own type, not lvsd_proto's `Method`, so the lab does not
+/// change with the daemon's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fwd {
+    /// NAT (masquerading): replies go back through the director.
+    Nat,
+    /// Direct routing: VIP on lo, replies straight to the client.
+    Dr,
+    /// IP-in-IP tunneling: as DR, plus user-space decapsulation.
+    Tun,
+}
+
+impl Fwd {
+    /// The config file's word for it: `nat`, `dr`, `tun`.
+    pub fn config_name(self) -> &'static str {
+        match self {
+            Fwd::Nat => "nat",
+            Fwd::Dr => "dr",
+            Fwd::Tun => "tun",
+        }
+    }
+
+    /// ipvsadm's Forward column: `Masq`, `Route`, `Tunnel`.
+    pub fn ipvsadm_name(self) -> &'static str {
+        match self {
+            Fwd::Nat => "Masq",
+            Fwd::Dr => "Route",
+            Fwd::Tun => "Tunnel",
+        }
+    }
+
+    /// The lvsadm / ipvsadm option: `-m`, `-g`, `-i`.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Fwd::Nat => "-m",
+            Fwd::Dr => "-g",
+            Fwd::Tun => "-i",
+        }
+    }
+}
+
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -54,6 +127,21 @@ pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 pub const DIRECTOR_EXT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// The director's LAN-side address (director `int0`), the real servers' gateway.
 pub const DIRECTOR_INT: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+/// The client's address on the LAN (client `lan0`, [`Lab::build`] only): the
+/// gateway DR and TUN real servers answer through.
+pub const CLIENT_LAN: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+/// The IPv6 virtual IP.
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x198, 0x19, 0, 0, 0, 0, 0x100);
+/// The client's IPv6 address (client `eth0`).
+pub const CLIENT_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x198, 0x18, 0, 0, 0, 0, 2);
+/// The director's client-side IPv6 address (director `ext0`).
+pub const DIRECTOR_EXT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x198, 0x18, 0, 0, 0, 0, 1);
+/// The director's LAN-side IPv6 address (director `int0`).
+pub const DIRECTOR_INT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x198, 0x18, 1, 0, 0, 0, 1);
+/// The client's IPv6 address on the LAN (client `lan0`).
+pub const CLIENT_LAN6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x198, 0x18, 1, 0, 0, 0, 2);
+/// The name of the TUN device `lvs-tundecap` creates in a TUN real server.
+pub const TUN_DEV: &str = "lvstun0";
 
 /// How long [`Lab::exec`] lets a command run before killing it.
 pub const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -80,7 +168,42 @@ struct Proc {
     log: PathBuf,
 }
 
-/// A set of network namespaces wired as the TESTBED's NAT topology.
+/// What [`Lab::build`] makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabOptions {
+    /// The forwarding method each real server is set up for: rs1 gets
+    /// `methods[0]`, and so on; its length is the number of real servers
+    /// (1..=200). Mixing methods is allowed.
+    pub methods: Vec<Fwd>,
+    /// Dual-stack: IPv6 addresses and routes besides the IPv4 ones.
+    pub ipv6: bool,
+}
+
+impl LabOptions {
+    /// `n` real servers, all set up for `method`, IPv4 only.
+    pub fn uniform(n: usize, method: Fwd) -> LabOptions {
+        LabOptions {
+            methods: vec![method; n],
+            ipv6: false,
+        }
+    }
+
+    /// One real server per entry, each set up for its method, IPv4 only.
+    pub fn mixed(methods: &[Fwd]) -> LabOptions {
+        LabOptions {
+            methods: methods.to_vec(),
+            ipv6: false,
+        }
+    }
+
+    /// The same, dual-stack.
+    pub fn with_ipv6(mut self) -> LabOptions {
+        self.ipv6 = true;
+        self
+    }
+}
+
+/// A set of network namespaces wired as the TESTBED's topology.
 pub struct Lab {
     /// A per-lab temporary directory (configs, logs, the admin socket);
     /// removed on drop.
@@ -97,6 +220,13 @@ pub struct Lab {
     logs: Mutex<BTreeMap<u32, PathBuf>>,
     lvsd: Mutex<Option<ProcId>>,
     socket: Mutex<PathBuf>,
+    /// Each real server's method (all NAT for [`Lab::nat`]).
+    methods: Vec<Fwd>,
+    ipv6: bool,
+    /// Whether the client has `lan0` on the bridge ([`Lab::build`]).
+    client_lan: bool,
+    /// The `lvs-tundecap` of each TUN real server, by index.
+    tundecaps: BTreeMap<usize, ProcId>,
 }
 
 impl Lab {
@@ -137,6 +267,23 @@ impl Lab {
         if !(1..=200).contains(&real_servers) {
             return Err(format!("real_servers must be 1..=200, not {real_servers}").into());
         }
+        Lab::make(name, vec![Fwd::Nat; real_servers], false, false)
+    }
+
+    /// Builds the full topology (client `lan0` on the LAN, each real server
+    /// set up for its method, optionally dual-stack; see the module doc) and
+    /// starts `lvs-tundecap` in every TUN real server. `name` (a short test
+    /// name) goes into the namespace names.
+    pub fn build(name: &str, opts: LabOptions) -> Result<Lab> {
+        let n = opts.methods.len();
+        if !(1..=200).contains(&n) {
+            return Err(format!("real_servers must be 1..=200, not {n}").into());
+        }
+        Lab::make(name, opts.methods, opts.ipv6, true)
+    }
+
+    fn make(name: &str, methods: Vec<Fwd>, ipv6: bool, client_lan: bool) -> Result<Lab> {
+        let real_servers = methods.len();
         let short: String = name
             .chars()
             .filter(char::is_ascii_alphanumeric)
@@ -164,22 +311,34 @@ impl Lab {
             spawned: AtomicUsize::new(0),
             logs: Mutex::new(BTreeMap::new()),
             lvsd: Mutex::new(None),
+            methods,
+            ipv6,
+            client_lan,
+            tundecaps: BTreeMap::new(),
         };
         // From here on an error drops `lab`, which undoes what was made.
-        lab.build_nat()?;
+        lab.build_topology()?;
         Ok(lab)
     }
 
-    fn build_nat(&mut self) -> Result<()> {
+    fn build_topology(&mut self) -> Result<()> {
         let n = self.real_servers;
+        let v6 = self.ipv6;
         let mut roles = vec!["client".to_owned(), "director".to_owned(), "lan".to_owned()];
         roles.extend((1..=n).map(|i| format!("rs{i}")));
         for role in &roles {
             let name = format!("{}-{role}", self.prefix);
             setup(cmd("ip", &["netns", "add", &name]))?;
             self.roles.push((role.clone(), name));
-            self.in_ns(role, quiet_namespace)
-                .map_err(|e| format!("sysctls in {role}: {e}"))?;
+            let with_v6 = v6 && role != "lan";
+            self.in_ns(role, move || {
+                if with_v6 {
+                    dual_stack_namespace()
+                } else {
+                    quiet_namespace()
+                }
+            })
+            .map_err(|e| format!("sysctls in {role}: {e}"))?;
             self.ip(role, "link set lo up")?;
         }
 
@@ -195,6 +354,9 @@ impl Lab {
             ),
             (("director", "int0", DIRECTOR_INT), ("lan", "dir0", None)),
         ];
+        if self.client_lan {
+            links.push((("client", "lan0", CLIENT_LAN), ("lan", "cl0", None)));
+        }
         for (name, addr) in &rs {
             links.push(((name, "eth0", *addr), ("lan", name, None)));
         }
@@ -213,14 +375,25 @@ impl Lab {
                 setup(self.ns_cmd(ns, &words(&offloads)))?;
                 if let Some(addr) = addr {
                     self.ip(ns, &format!("addr add {addr}/24 dev {ifname}"))?;
+                    if v6 {
+                        let addr6 = v6_of(addr);
+                        self.ip(ns, &format!("-6 addr add {addr6}/64 dev {ifname} nodad"))?;
+                    }
                     self.ip(ns, &format!("link set {ifname} up"))?;
                 }
             }
         }
 
         // The bridge, with a static FDB entry for the MAC behind each port.
-        self.ip("lan", "link add br0 type bridge")?;
+        if v6 {
+            self.ip("lan", "link add br0 type bridge mcast_snooping 0")?;
+        } else {
+            self.ip("lan", "link add br0 type bridge")?;
+        }
         let mut ports = vec![("dir0", DIRECTOR_INT)];
+        if self.client_lan {
+            ports.push(("cl0", CLIENT_LAN));
+        }
         ports.extend(rs.iter().map(|(name, addr)| (name.as_str(), *addr)));
         for (port, behind) in ports {
             self.ip("lan", &format!("link set {port} master br0 up"))?;
@@ -237,10 +410,194 @@ impl Lab {
             "client",
             &format!("route add 198.19.0.0/16 via {DIRECTOR_EXT}"),
         )?;
-        for (name, _) in &rs {
-            self.ip(name, &format!("route add default via {DIRECTOR_INT}"))?;
+        if v6 {
+            self.ip(
+                "client",
+                &format!("-6 route add fd00:198:19::/48 via {DIRECTOR_EXT6}"),
+            )?;
+        }
+        if self.client_lan {
+            // Replies from the VIP come in on lan0, the VIP's route is eth0.
+            self.in_ns("client", || {
+                ["all", "default", "eth0", "lan0"]
+                    .iter()
+                    .try_for_each(|i| write_sysctl(&format!("ipv4/conf/{i}/rp_filter"), "0"))
+            })?;
+        }
+        for (i, (name, _)) in rs.iter().enumerate() {
+            match self.methods[i] {
+                Fwd::Nat => {
+                    self.ip(name, &format!("route add default via {DIRECTOR_INT}"))?;
+                    if v6 {
+                        self.ip(name, &format!("-6 route add default via {DIRECTOR_INT6}"))?;
+                    }
+                }
+                method @ (Fwd::Dr | Fwd::Tun) => {
+                    self.setup_vip_holder(name, method)?;
+                }
+            }
+        }
+        for i in 1..=n {
+            if self.methods[i - 1] == Fwd::Tun {
+                let ns = format!("rs{i}");
+                let mut args = vec![env!("CARGO_BIN_EXE_lvs-tundecap"), "--dev", TUN_DEV];
+                if !v6 {
+                    args.push("--no-ipv6");
+                }
+                let id = self.spawn(&ns, &args)?;
+                self.wait_for_line(id, "ready", Duration::from_secs(5))?;
+                self.tundecaps.insert(i, id);
+            }
         }
         Ok(())
+    }
+
+    /// A DR or TUN real server: VIP on lo, ARP kept quiet about it, replies
+    /// straight to the client over the LAN.
+    fn setup_vip_holder(&self, ns: &str, method: Fwd) -> Result<()> {
+        let tun = method == Fwd::Tun;
+        self.in_ns(ns, || -> io::Result<()> {
+            for i in ["all", "eth0"] {
+                write_sysctl(&format!("ipv4/conf/{i}/arp_ignore"), "1")?;
+                write_sysctl(&format!("ipv4/conf/{i}/arp_announce"), "2")?;
+                if tun {
+                    write_sysctl(&format!("ipv4/conf/{i}/rp_filter"), "0")?;
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| format!("sysctls in {ns}: {e}"))?;
+        self.ip(ns, &format!("addr add {VIP}/32 dev lo"))?;
+        self.ip(ns, &format!("route add 198.18.0.0/24 via {CLIENT_LAN}"))?;
+        if self.ipv6 {
+            self.ip(ns, &format!("-6 addr add {VIP6}/128 dev lo nodad"))?;
+            self.ip(
+                ns,
+                &format!("-6 route add fd00:198:18::/64 via {CLIENT_LAN6}"),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Runs `ip -n <ns> <words of line>` (a setup step: bounded, a failure
+    /// exit is an error with ip's message). `ns` is a role or a lab name.
+    pub fn ip_ok(&self, ns: &str, line: &str) -> Result<()> {
+        self.ip(ns, line)
+    }
+
+    /// Writes `value` to `/proc/sys/net/<key>` inside namespace `ns`, e.g.
+    /// `lab.sysctl("director", "ipv4/ip_forward", "1")`.
+    pub fn sysctl(&self, ns: &str, key: &str, value: &str) -> Result<()> {
+        self.in_ns(ns, || write_sysctl(key, value))
+            .map_err(|e| format!("sysctl {key}={value} in {ns}: {e}").into())
+    }
+
+    /// Sets the MTU of interface `ifname` in namespace `ns`.
+    pub fn set_mtu(&self, ns: &str, ifname: &str, mtu: u32) -> Result<()> {
+        self.ip(ns, &format!("link set dev {ifname} mtu {mtu}"))
+    }
+
+    /// Puts the VIP (and, in an IPv6 lab, VIP6) on the director's `lo`, so
+    /// the director's own stack can serve it (local node).
+    pub fn add_director_vip(&self) -> Result<()> {
+        self.ip("director", &format!("addr add {VIP}/32 dev lo"))?;
+        if self.ipv6 {
+            self.ip("director", &format!("-6 addr add {VIP6}/128 dev lo nodad"))?;
+        }
+        Ok(())
+    }
+
+    /// The method real server `i` (1-based) is set up for.
+    pub fn method(&self, i: usize) -> Fwd {
+        self.rs_addr(i); // bounds check
+        self.methods[i - 1]
+    }
+
+    /// Whether this is a dual-stack lab.
+    pub fn ipv6(&self) -> bool {
+        self.ipv6
+    }
+
+    /// The IPv6 address of real server `i` (1-based): fd00:198:18:1::(10+i),
+    /// the decimal number written as the last group.
+    pub fn rs_addr6(&self, i: usize) -> Ipv6Addr {
+        v6_of(self.rs_addr(i))
+    }
+
+    /// The `lvs-tundecap` process of TUN real server `i`, if it is one.
+    pub fn tundecap(&self, i: usize) -> Option<ProcId> {
+        self.tundecaps.get(&i).copied()
+    }
+
+    /// Starts `lvs-testsrv` named `name` in namespace `ns` with the given
+    /// listeners (`http` and `udp` addresses as `ip:port` or `[ip6]:port`)
+    /// and extra options (e.g. `--bind-any`), and waits (at most 5 s) until
+    /// it is ready.
+    pub fn spawn_testsrv_in(
+        &self,
+        ns: &str,
+        name: &str,
+        http: &[SocketAddr],
+        udp: &[SocketAddr],
+        extra: &[&str],
+    ) -> Result<ProcId> {
+        let http: Vec<String> = http.iter().map(ToString::to_string).collect();
+        let udp: Vec<String> = udp.iter().map(ToString::to_string).collect();
+        let mut args = vec![env!("CARGO_BIN_EXE_lvs-testsrv"), "--name", name];
+        args.extend(extra);
+        for h in &http {
+            args.extend(["--http", h]);
+        }
+        for u in &udp {
+            args.extend(["--udp", u]);
+        }
+        let id = self.spawn(ns, &args)?;
+        self.wait_for_line(id, "ready", Duration::from_secs(5))?;
+        Ok(id)
+    }
+
+    /// Starts `lvs-testsrv` (named `rs<i>`) in real server `i`, listening
+    /// where its method needs: a NAT server on its own address(es); a DR or
+    /// TUN server HTTP on `0.0.0.0:port` (and `[::]:port`) and UDP on the
+    /// VIP (and VIP6), since a UDP reply must leave from the VIP.
+    pub fn spawn_rs_server(
+        &self,
+        i: usize,
+        http_port: Option<u16>,
+        udp_port: Option<u16>,
+    ) -> Result<ProcId> {
+        let v6 = self.ipv6;
+        let (http_addrs, udp_addrs): (Vec<IpAddr>, Vec<IpAddr>) = match self.method(i) {
+            Fwd::Nat => {
+                let mut a = vec![IpAddr::V4(self.rs_addr(i))];
+                if v6 {
+                    a.push(IpAddr::V6(self.rs_addr6(i)));
+                }
+                (a.clone(), a)
+            }
+            Fwd::Dr | Fwd::Tun => {
+                let (mut h, mut u) = (
+                    vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
+                    vec![IpAddr::V4(VIP)],
+                );
+                if v6 {
+                    h.push(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+                    u.push(IpAddr::V6(VIP6));
+                }
+                (h, u)
+            }
+        };
+        let at = |addrs: &[IpAddr], port: Option<u16>| -> Vec<SocketAddr> {
+            port.map(|p| addrs.iter().map(|a| SocketAddr::new(*a, p)).collect())
+                .unwrap_or_default()
+        };
+        self.spawn_testsrv_in(
+            &format!("rs{i}"),
+            &format!("rs{i}"),
+            &at(&http_addrs, http_port),
+            &at(&udp_addrs, udp_port),
+            &[],
+        )
     }
 
     /// Runs `ip -n <ns of role> <words of line>`.
@@ -588,6 +945,51 @@ fn quiet_namespace() -> io::Result<()> {
             .map_err(|e| io::Error::new(e.kind(), format!("{key}: {e}")))?;
     }
     Ok(())
+}
+
+/// IPv6 on, quietly: no DAD, no router solicitations, no RA, no forwarding
+/// (IPv4 as in [`quiet_namespace`]). Runs inside the namespace, before its
+/// interfaces are made (they copy `default`).
+fn dual_stack_namespace() -> io::Result<()> {
+    for (key, value) in [
+        ("ipv6/conf/all/disable_ipv6", "0"),
+        ("ipv6/conf/default/disable_ipv6", "0"),
+        ("ipv6/conf/all/forwarding", "0"),
+        ("ipv4/ip_forward", "0"),
+    ] {
+        write_sysctl(key, value)?;
+    }
+    for scope in ["all", "default"] {
+        for (key, value) in [
+            ("accept_dad", "0"),
+            ("dad_transmits", "0"),
+            ("router_solicitations", "0"),
+            ("accept_ra", "0"),
+            ("autoconf", "0"),
+        ] {
+            write_sysctl(&format!("ipv6/conf/{scope}/{key}"), value)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `/proc/sys/net/<key>` of the calling thread's namespace.
+fn write_sysctl(key: &str, value: &str) -> io::Result<()> {
+    fs::write(format!("/proc/sys/net/{key}"), value)
+        .map_err(|e| io::Error::new(e.kind(), format!("{key}: {e}")))
+}
+
+/// The IPv6 address of the interface holding IPv4 `198.18.s.h`:
+/// `fd00:198:18:s::h`, the decimal numbers written as hex groups
+/// (198.18.1.11 -> fd00:198:18:1::11).
+pub fn v6_of(addr: Ipv4Addr) -> Ipv6Addr {
+    let [_, _, s, h] = addr.octets();
+    let text = if s == 0 {
+        format!("fd00:198:18::{h}")
+    } else {
+        format!("fd00:198:18:{s}::{h}")
+    };
+    text.parse().expect("a valid IPv6 address")
 }
 
 /// `02:00:a:b:c:d` for the interface that holds address `a.b.c.d`.

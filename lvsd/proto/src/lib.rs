@@ -85,6 +85,10 @@ pub enum Method {
     Dr,
     /// IP-in-IP tunneling (-i): "Tunnel".
     Tun,
+    /// The director itself serves the connection: what IPVS reports for a
+    /// destination whose address is one of the director's own ("Local").
+    /// Never requested; lvsd reports it.
+    Local,
 }
 
 impl Method {
@@ -94,6 +98,7 @@ impl Method {
             Method::Nat => "Masq",
             Method::Dr => "Route",
             Method::Tun => "Tunnel",
+            Method::Local => "Local",
         }
     }
 
@@ -103,6 +108,7 @@ impl Method {
             Method::Nat => "-m",
             Method::Dr => "-g",
             Method::Tun => "-i",
+            Method::Local => "-g",
         }
     }
 }

@@ -18,8 +18,8 @@ use crate::rules::{DestState, Model, RuleError, RuleTable};
 use crate::stats;
 use arc_swap::ArcSwap;
 use lvsd_proto::{
-    DaemonStats, DestInfo, ErrorKind, Method, Op, Protocol, Response, ServiceInfo, ServiceKey,
-    ShardStats, Snapshot, VersionInfo,
+    DaemonStats, DestInfo, DestSpec, ErrorKind, Method, Op, Protocol, Response, ServiceInfo,
+    ServiceKey, ShardStats, Snapshot, VersionInfo,
 };
 use rates::RateEstimator;
 use std::net::SocketAddr;
@@ -55,7 +55,7 @@ impl Control {
         kernel: Option<KernelFilter>,
         conn_table_size: u64,
     ) -> Self {
-        let rules = Arc::new(ArcSwap::from_pointee(model.build(1)));
+        let rules = Arc::new(ArcSwap::from_pointee(model.build(1, &ifaces.load().local)));
         Control {
             model,
             rules,
@@ -125,7 +125,9 @@ impl Control {
         }
         if op.is_change() && !matches!(op, Op::Zero { .. }) {
             let generation = self.rules.load().generation + 1;
-            self.rules.store(Arc::new(self.model.build(generation)));
+            let local = self.ifaces.load().local.clone();
+            self.rules
+                .store(Arc::new(self.model.build(generation, &local)));
             self.sync_kernel();
         }
         Ok(())
@@ -161,6 +163,7 @@ impl Control {
                 };
             }
         }
+        let local = self.ifaces.load().local.clone();
         let services = self
             .model
             .services
@@ -174,7 +177,14 @@ impl Control {
                     .dests
                     .iter()
                     .map(|d| DestInfo {
-                        spec: d.spec.clone(),
+                        spec: DestSpec {
+                            method: if local.contains(&d.spec.addr.ip()) {
+                                Method::Local
+                            } else {
+                                d.spec.method
+                            },
+                            ..d.spec.clone()
+                        },
                         active_conns: d.state.active.load(Relaxed),
                         inact_conns: d.state.inactive.load(Relaxed),
                         persist_conns: d.state.persist.load(Relaxed),

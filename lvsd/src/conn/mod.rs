@@ -18,7 +18,7 @@
 pub mod state;
 
 use crate::rules::{DestState, FastMap, ServiceState};
-use lvsd_proto::{ConnInfo, Protocol, Timeouts};
+use lvsd_proto::{ConnInfo, Method, Protocol, Timeouts};
 use slab::Slab;
 use state::{next_tcp, Dir, Event, State};
 use std::net::SocketAddr;
@@ -43,6 +43,8 @@ pub struct Key {
 #[derive(Debug)]
 pub struct Conn {
     pub protocol: Protocol,
+    /// How this connection's packets reach the real server.
+    pub method: Method,
     pub state: State,
     /// Counted in InActConn rather than ActiveConn.
     inactive: bool,
@@ -64,6 +66,7 @@ pub struct Conn {
 /// What a new connection needs besides its keys.
 pub struct NewConn {
     pub protocol: Protocol,
+    pub method: Method,
     pub client: SocketAddr,
     pub vip: SocketAddr,
     pub dest_addr: SocketAddr,
@@ -162,6 +165,7 @@ impl ConnTable {
         };
         let id = self.entries.insert(Conn {
             protocol: c.protocol,
+            method: c.method,
             state,
             inactive: true,
             client: c.client,
@@ -175,10 +179,13 @@ impl ConnTable {
             generation,
         });
         self.inbound.insert(inbound, id);
-        // Two clients cannot share CIP:cport towards one RIP:rport through
-        // different VIPs without colliding here; IPVS has the same limit. The
-        // newer connection wins the reply path.
-        self.outbound.insert(outbound, id);
+        // Only NAT replies come back through the director. Two clients cannot
+        // share CIP:cport towards one RIP:rport through different VIPs
+        // without colliding here; IPVS has the same limit. The newer
+        // connection wins the reply path.
+        if c.method == Method::Nat {
+            self.outbound.insert(outbound, id);
+        }
         self.file(id, expires, generation);
         Ok(id)
     }
@@ -313,6 +320,7 @@ mod tests {
     fn new_conn(dest: &Arc<DestState>, cport: u16) -> NewConn {
         NewConn {
             protocol: Protocol::Tcp,
+            method: Method::Nat,
             client: SocketAddr::from(([198, 18, 0, 2], cport)),
             vip: "198.19.0.100:80".parse().unwrap(),
             dest_addr: "198.18.1.11:8080".parse().unwrap(),

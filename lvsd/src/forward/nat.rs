@@ -10,9 +10,10 @@
 //! The TTL is decremented here, as a router does (RFC 1812 section 5.3.1);
 //! the caller drops packets whose TTL would reach zero.
 
-use crate::wire::checksum::{update16, update32, update32_partial};
+use crate::wire::checksum::{update128, update128_partial, update16, update32, update32_partial};
 use crate::wire::ipv4::{IpProtocol, Ipv4Packet};
-use std::net::Ipv4Addr;
+use crate::wire::ipv6::{Ipv6Packet, HEADER_LEN as V6_HEADER_LEN};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Which end of the packet changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,4 +100,61 @@ pub fn rewrite_v4(packet: &mut [u8], side: Side, addr: Ipv4Addr, port: u16, part
     }
     l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
     true
+}
+
+/// Rewrites one IPv6 packet in place, as [`rewrite_v4`] does: the address
+/// and port on `side`, the hop limit, and the transport checksum (IPv6 has
+/// no header checksum). Extension headers are not walked: the transport
+/// header must follow the fixed header.
+pub fn rewrite_v6(packet: &mut [u8], side: Side, addr: Ipv6Addr, port: u16, partial: bool) -> bool {
+    let plen = packet.len();
+    let mut ip = Ipv6Packet::new_unchecked(&mut *packet);
+    let (csum_at, min_len) = match ip.next_header() {
+        IpProtocol::Tcp => (TCP_CHECKSUM, 20),
+        IpProtocol::Udp => (UDP_CHECKSUM, 8),
+        _ => return false,
+    };
+    let total = ip.total_len().min(plen);
+    if total < V6_HEADER_LEN + min_len {
+        return false;
+    }
+    let old_addr = match side {
+        Side::Dst => ip.dst_addr(),
+        Side::Src => ip.src_addr(),
+    };
+    let hop = ip.hop_limit();
+    ip.set_hop_limit(hop.saturating_sub(1));
+    match side {
+        Side::Dst => ip.set_dst_addr(addr),
+        Side::Src => ip.set_src_addr(addr),
+    }
+    let l4 = &mut packet[V6_HEADER_LEN..total];
+    let port_at = match side {
+        Side::Dst => DST_PORT,
+        Side::Src => SRC_PORT,
+    };
+    let old_port = u16::from_be_bytes([l4[port_at], l4[port_at + 1]]);
+    l4[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+    let mut c = u16::from_be_bytes([l4[csum_at], l4[csum_at + 1]]);
+    if partial {
+        c = update128_partial(c, old_addr.octets(), addr.octets());
+    } else {
+        c = update128(c, old_addr.octets(), addr.octets());
+        c = update16(c, old_port, port);
+        if csum_at == UDP_CHECKSUM && c == 0 {
+            c = 0xffff;
+        }
+    }
+    l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
+/// [`rewrite_v4`] or [`rewrite_v6`], by the address's version. False when the
+/// packet's version differs.
+pub fn rewrite(packet: &mut [u8], side: Side, addr: IpAddr, port: u16, partial: bool) -> bool {
+    match (addr, packet.first().map(|b| b >> 4)) {
+        (IpAddr::V4(a), Some(4)) => rewrite_v4(packet, side, a, port, partial),
+        (IpAddr::V6(a), Some(6)) => rewrite_v6(packet, side, a, port, partial),
+        _ => false,
+    }
 }

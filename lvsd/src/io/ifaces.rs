@@ -75,6 +75,7 @@ pub fn discover(names: &[String]) -> Result<Interfaces, IfaceError> {
         })?;
         let mtu: u32 = read_attr(name, "mtu")?.parse().unwrap_or(1500);
         let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
         for a in addrs.iter().filter(|a| &a.interface_name == name) {
             let ip = a
                 .address
@@ -90,13 +91,30 @@ pub fn discover(names: &[String]) -> Result<Interfaces, IfaceError> {
                 let len = u8::try_from(u32::from(mask).count_ones()).unwrap_or(32);
                 v4.push((ip, len));
             }
+            let ip6 = a
+                .address
+                .as_ref()
+                .and_then(|s| s.as_sockaddr_in6())
+                .map(|s| s.ip());
+            let mask6 = a
+                .netmask
+                .as_ref()
+                .and_then(|s| s.as_sockaddr_in6())
+                .map(|s| s.ip());
+            if let (Some(ip), Some(mask)) = (ip6, mask6) {
+                let len = u8::try_from(u128::from(mask).count_ones()).unwrap_or(128);
+                v6.push((ip, len));
+            }
         }
+        // Global addresses first: they are the ones to send from.
+        v6.sort_by_key(|(ip, _)| (ip.segments()[0] & 0xffc0) == 0xfe80);
         out.list.push(Iface {
             name: name.clone(),
             ifindex,
             mac,
             mtu,
             addrs: v4,
+            addrs6: v6,
         });
     }
     Ok(out)

@@ -72,9 +72,9 @@ fn proto(p: Protocol) -> &'static str {
     }
 }
 
-fn elements(set: &Elements) -> String {
+fn elements(set: &Elements, v6: bool) -> String {
     set.iter()
-        .filter(|(ip, _, _)| ip.is_ipv4())
+        .filter(|(ip, _, _)| ip.is_ipv6() == v6)
         .map(|(ip, p, port)| format!("{ip} . {} . {port}", proto(*p)))
         .collect::<Vec<_>>()
         .join(", ")
@@ -96,10 +96,15 @@ impl KernelFilter {
   set services {{ type ipv4_addr . inet_proto . inet_service; }}
   set nat_dests {{ type ipv4_addr . inet_proto . inet_service; }}
   set local {{ type ipv4_addr; }}
+  set services6 {{ type ipv6_addr . inet_proto . inet_service; }}
+  set nat_dests6 {{ type ipv6_addr . inet_proto . inet_service; }}
+  set local6 {{ type ipv6_addr; }}
   chain ingress {{
     type filter hook ingress devices = {{ {devices} }} priority -500; policy accept;
-    ip daddr . ip protocol . th dport @services drop
-    ip saddr . ip protocol . th sport @nat_dests ip daddr != @local drop
+    ip daddr . meta l4proto . th dport @services drop
+    ip saddr . meta l4proto . th sport @nat_dests ip daddr != @local drop
+    ip6 daddr . meta l4proto . th dport @services6 drop
+    ip6 saddr . meta l4proto . th sport @nat_dests6 ip6 daddr != @local6 drop
   }}
 }}
 "
@@ -123,37 +128,34 @@ impl KernelFilter {
     ) -> Result<(), KernelError> {
         let s: Elements = services.map(|(p, a)| (a.ip(), p, a.port())).collect();
         let d: Elements = nat_dests.map(|(p, a)| (a.ip(), p, a.port())).collect();
-        let l: BTreeSet<IpAddr> = local
-            .local
-            .iter()
-            .copied()
-            .filter(IpAddr::is_ipv4)
-            .collect();
+        let l: BTreeSet<IpAddr> = local.local.iter().copied().collect();
         if s == self.services && d == self.nat_dests && l == self.local {
             return Ok(());
         }
-        let mut script = format!(
-            "flush set netdev {TABLE} services\nflush set netdev {TABLE} nat_dests\nflush set netdev {TABLE} local\n"
-        );
-        if !s.is_empty() {
-            script += &format!(
-                "add element netdev {TABLE} services {{ {} }}\n",
-                elements(&s)
-            );
-        }
-        if !d.is_empty() {
-            script += &format!(
-                "add element netdev {TABLE} nat_dests {{ {} }}\n",
-                elements(&d)
-            );
-        }
-        if !l.is_empty() {
-            let addrs = l
+        let mut script = String::new();
+        for (suffix, v6) in [("", false), ("6", true)] {
+            for set in ["services", "nat_dests", "local"] {
+                script += &format!("flush set netdev {TABLE} {set}{suffix}\n");
+            }
+            for (set, elems) in [
+                ("services", elements(&s, v6)),
+                ("nat_dests", elements(&d, v6)),
+            ] {
+                if !elems.is_empty() {
+                    script += &format!("add element netdev {TABLE} {set}{suffix} {{ {elems} }}\n");
+                }
+            }
+            let addrs: Vec<String> = l
                 .iter()
+                .filter(|a| a.is_ipv6() == v6)
                 .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ");
-            script += &format!("add element netdev {TABLE} local {{ {addrs} }}\n");
+                .collect();
+            if !addrs.is_empty() {
+                script += &format!(
+                    "add element netdev {TABLE} local{suffix} {{ {} }}\n",
+                    addrs.join(", ")
+                );
+            }
         }
         nft(&script)?;
         self.services = s;

@@ -9,3 +9,4 @@ pub mod kernel;
 pub mod neigh;
 pub mod shard;
 pub mod sys;
+pub mod tun;

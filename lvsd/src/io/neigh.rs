@@ -1,20 +1,25 @@
-//! The neighbour resolver: finds the MAC address of every real server by ARP
-//! and publishes the table the shards read.
+//! The neighbour resolver: finds the MAC address of every real server, by
+//! ARP (IPv4) and neighbour discovery (IPv6, RFC 4861), and publishes the
+//! table the shards read.
 //!
-//! It runs on its own thread with its own ARP packet socket. Every real
-//! server of the rule table on a subnet of one of lvsd's interfaces is
-//! wanted; an unresolved one is asked for once a second, a resolved one is
-//! re-asked after [`REFRESH`] and forgotten when [`STALE`] passes without an
-//! answer. Unanswered requests are counted.
+//! It runs on its own thread with its own packet socket, filtered in the
+//! kernel to ARP and neighbour advertisements. Every real server of the rule
+//! table on a subnet of one of lvsd's interfaces is wanted; an unresolved one
+//! is asked for once a second, a resolved one is re-asked after [`REFRESH`]
+//! and forgotten when [`STALE`] passes without an answer. Unanswered
+//! requests are counted.
 
 use super::sys;
 use crate::dataplane::{Interfaces, NeighTable, Neighbor};
 use crate::rules::RuleTable;
 use crate::wire::arp::{ArpOperation, ArpPacket, ArpRepr};
 use crate::wire::ethernet::{EtherType, EthernetFrame, MacAddr, HEADER_LEN};
+use crate::wire::icmp::{v6, IcmpPacket};
+use crate::wire::ipv4::IpProtocol;
+use crate::wire::ipv6::Ipv6Packet;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,9 +58,11 @@ pub fn run(
     counters: Arc<NeighCounters>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
-    let sock = sys::packet_socket(sys::ETH_P_ARP_BE, 0)?;
+    let sock = sys::packet_socket(sys::ETH_P_ALL_BE, 0)?;
     let fd = sock.as_raw_fd();
-    let mut entries: HashMap<Ipv4Addr, Entry> = HashMap::new();
+    sys::attach_filter(fd, &answers_filter())?;
+    sys::ignore_outgoing(fd)?;
+    let mut entries: HashMap<IpAddr, Entry> = HashMap::new();
     let mut buf = vec![0u8; 2048];
     let mut generation = u64::MAX;
     while !stop.load(Ordering::Relaxed) {
@@ -85,8 +92,11 @@ pub fn run(
                     counters.failures.fetch_add(1, Ordering::Relaxed);
                 }
                 if let Some(me) = ifs.list.get(usize::from(e.iface)) {
-                    if let Some(src_ip) = me.addr_on_link(*ip) {
-                        let frame = request(me.mac, src_ip, *ip);
+                    let frame = match *ip {
+                        IpAddr::V4(v4) => me.addr_on_link(v4).map(|src| request(me.mac, src, v4)),
+                        IpAddr::V6(v6) => me.addr6_on_link(v6).map(|src| solicit(me.mac, src, v6)),
+                    };
+                    if let Some(frame) = frame {
                         match sys::send_frame(fd, me.ifindex, &frame) {
                             Ok(()) => {
                                 counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -135,7 +145,7 @@ pub fn run(
             for (ip, e) in &entries {
                 if let Some(mac) = e.mac {
                     t.map.insert(
-                        IpAddr::V4(*ip),
+                        *ip,
                         Neighbor {
                             iface: e.iface,
                             mac,
@@ -150,19 +160,18 @@ pub fn run(
 }
 
 /// Brings the wanted set in line with the rule table.
-fn want(entries: &mut HashMap<Ipv4Addr, Entry>, ifs: &Interfaces, table: &RuleTable) {
-    let mut wanted: HashMap<Ipv4Addr, u16> = HashMap::new();
+fn want(entries: &mut HashMap<IpAddr, Entry>, ifs: &Interfaces, table: &RuleTable) {
+    let mut wanted: HashMap<IpAddr, u16> = HashMap::new();
     for s in &table.services {
-        for d in &s.dests {
-            if let IpAddr::V4(ip) = d.addr().ip() {
-                match ifs.on_link(ip) {
-                    Some(slot) => {
-                        wanted.insert(ip, slot);
-                    }
-                    None => tracing::warn!(
-                        "real server {ip} is on no subnet of lvsd's interfaces; it cannot be reached"
-                    ),
+        for d in s.dests.iter().filter(|d| !d.local) {
+            let ip = d.addr().ip();
+            match ifs.on_link(ip) {
+                Some(slot) => {
+                    wanted.insert(ip, slot);
                 }
+                None => tracing::warn!(
+                    "real server {ip} is on no subnet of lvsd's interfaces; it cannot be reached"
+                ),
             }
         }
     }
@@ -197,19 +206,84 @@ fn request(mac: MacAddr, src: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
     frame
 }
 
-/// The (IP, MAC) an ARP frame tells about its sender: a reply, or any
-/// request (a neighbour asking reveals its own address).
-fn parse_answer(frame: &[u8]) -> Option<(Ipv4Addr, MacAddr)> {
+/// A neighbour solicitation from `mac`/`src` for `target`, to the target's
+/// solicited-node multicast address (RFC 4861 section 4.3).
+fn solicit(mac: MacAddr, src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+    let t = target.octets();
+    let group = Ipv6Addr::from([
+        0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, t[13], t[14], t[15],
+    ]);
+    let mut frame = vec![0u8; HEADER_LEN + 40 + 32];
+    let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
+    eth.set_dst_addr(MacAddr([0x33, 0x33, 0xff, t[13], t[14], t[15]]));
+    eth.set_src_addr(mac);
+    eth.set_ethertype(EtherType::Ipv6);
+    let mut ip = Ipv6Packet::new_unchecked(eth.payload_mut());
+    ip.set_version_defaults();
+    ip.set_payload_len(32);
+    ip.set_next_header(IpProtocol::Icmpv6);
+    ip.set_hop_limit(255);
+    ip.set_src_addr(src);
+    ip.set_dst_addr(group);
+    let msg = ip.payload_mut();
+    msg[8..24].copy_from_slice(&t);
+    msg[24] = v6::OPT_SOURCE_LL;
+    msg[25] = 1;
+    msg[26..32].copy_from_slice(&mac.0);
+    let mut m = IcmpPacket::new_unchecked(msg);
+    m.set_msg_type(v6::NEIGHBOR_SOLICIT);
+    m.fill_checksum_v6(src, group);
+    frame
+}
+
+/// The kernel-side filter of the resolver's socket: ARP, and ICMPv6
+/// neighbour advertisements without extension headers.
+fn answers_filter() -> Vec<libc::sock_filter> {
+    let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    vec![
+        op(0x28, 0, 0, 12),     // ldh [12]           EtherType
+        op(0x15, 5, 0, 0x0806), // jeq ARP            -> accept
+        op(0x15, 0, 5, 0x86dd), // jeq IPv6           else reject
+        op(0x30, 0, 0, 20),     // ldb [20]           next header
+        op(0x15, 0, 3, 58),     // jeq ICMPv6         else reject
+        op(0x30, 0, 0, 54),     // ldb [54]           ICMPv6 type
+        op(0x15, 0, 1, 136),    // jeq advertisement  else reject
+        op(0x06, 0, 0, 0xffff), // accept
+        op(0x06, 0, 0, 0),      // reject
+    ]
+}
+
+/// The (IP, MAC) an ARP frame or neighbour advertisement tells about its
+/// sender: an ARP reply, any ARP request (a neighbour asking reveals its own
+/// address), or an advertisement's target.
+fn parse_answer(frame: &[u8]) -> Option<(IpAddr, MacAddr)> {
     let eth = EthernetFrame::new_checked(frame).ok()?;
-    if eth.ethertype() != EtherType::Arp {
-        return None;
-    }
-    let arp = ArpPacket::new_checked(eth.payload()).ok()?;
-    let mac = arp.sender_hardware_addr();
+    let mac = eth.src_addr();
     if mac.is_broadcast() || mac.is_multicast() || mac == MacAddr([0; 6]) {
         return None;
     }
-    Some((arp.sender_protocol_addr(), mac))
+    match eth.ethertype() {
+        EtherType::Arp => {
+            let arp = ArpPacket::new_checked(eth.payload()).ok()?;
+            Some((
+                IpAddr::V4(arp.sender_protocol_addr()),
+                arp.sender_hardware_addr(),
+            ))
+        }
+        EtherType::Ipv6 => {
+            let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
+            if ip.next_header() != IpProtocol::Icmpv6 || ip.hop_limit() != 255 {
+                return None;
+            }
+            let m = IcmpPacket::new_checked(ip.payload()).ok()?;
+            if m.msg_type() != v6::NEIGHBOR_ADVERT {
+                return None;
+            }
+            let t: [u8; 16] = m.body().get(..16)?.try_into().ok()?;
+            Some((IpAddr::V6(Ipv6Addr::from(t)), mac))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -227,7 +301,10 @@ mod tests {
         assert_eq!(f.len(), 42);
         assert_eq!(&f[..6], &[0xff; 6]);
         // The request itself announces its sender.
-        assert_eq!(parse_answer(&f), Some((Ipv4Addr::new(198, 18, 1, 1), me)));
+        assert_eq!(
+            parse_answer(&f),
+            Some((IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1)), me))
+        );
         assert_eq!(parse_answer(&f[..30]), None);
     }
 }

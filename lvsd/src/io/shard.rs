@@ -17,7 +17,9 @@
 //! the send's completion arrives.
 
 use crate::conn::ConnTable;
-use crate::dataplane::{self, Ctx, DropReason, Interfaces, NeighTable, ShardCounters, Verdict};
+use crate::dataplane::{
+    self, Ctx, DropReason, Frame, Interfaces, NeighTable, ShardCounters, Verdict, HEADROOM,
+};
 use crate::rules::RuleTable;
 use crate::stats::bump;
 use arc_swap::ArcSwap;
@@ -66,6 +68,9 @@ pub struct ShardParams {
     pub buffer_size: usize,
     /// When set, this shard keeps the fanout program in step with the VIPs.
     pub fanout_owner: bool,
+    /// The TUN device that hands local-node packets to the director's own
+    /// stack (shared by every shard: writes to it are atomic).
+    pub local_tun: Option<std::os::fd::RawFd>,
 }
 
 /// Page-aligned anonymous memory, unmapped on drop.
@@ -208,13 +213,15 @@ pub fn run(p: ShardParams) -> io::Result<()> {
     }
 
     let fd = p.socket.as_raw_fd();
-    // The receive template: room for the sender's sockaddr_ll, no control.
+    // The receive template: room for the sender's sockaddr_ll and, after it,
+    // the headroom a tunnel's outer header needs; no control data. The kernel
+    // puts the frame after the whole name area.
     let mut recv_msg: Box<libc::msghdr> = Box::new(
         // SAFETY: msghdr is plain old data; zero is a valid empty header.
         unsafe { std::mem::zeroed() },
     );
-    recv_msg.msg_namelen = u32::try_from(size_of::<libc::sockaddr_ll>()).unwrap_or(0);
-    let name_len = recv_msg.msg_namelen as usize;
+    let name_len = size_of::<libc::sockaddr_ll>() + HEADROOM;
+    recv_msg.msg_namelen = u32::try_from(name_len).unwrap_or(0);
 
     let n = usize::from(p.buffers);
     let mut slots = SendSlots {
@@ -313,9 +320,9 @@ pub fn run(p: ShardParams) -> io::Result<()> {
             }
             let len = usize::try_from(res).unwrap_or(0).min(p.buffer_size);
             // SAFETY: the completion hands buffer `bid` to this thread (see
-            // the module docs); `len` is within the buffer.
-            let buf = unsafe { std::slice::from_raw_parts_mut(bufs.buf_ptr(bid), len) };
-            let verdict = match types::RecvMsgOut::parse(buf, &recv_msg) {
+            // the module docs); the slice is the whole buffer.
+            let buf = unsafe { std::slice::from_raw_parts_mut(bufs.buf_ptr(bid), p.buffer_size) };
+            let verdict = match types::RecvMsgOut::parse(&buf[..len], &recv_msg) {
                 Err(()) => Some(Verdict::Drop(DropReason::Truncated)),
                 Ok(out) if out.is_payload_truncated() => {
                     bump(&c.rx_frames, 1);
@@ -335,19 +342,38 @@ pub fn run(p: ShardParams) -> io::Result<()> {
                     match u32::try_from(ifindex).ok().and_then(|i| ifaces.slot(i)) {
                         None => Some(Verdict::Pass),
                         Some(slot) if off + plen <= len => {
-                            let frame = &mut buf[off..off + plen];
-                            let v = dataplane::process(&ctx, &mut conns, slot, frame);
-                            if let Verdict::Forward { iface } = v {
-                                let out_if = ifaces.list.get(usize::from(iface)).map(|i| i.ifindex);
-                                match out_if {
-                                    Some(ifx) => {
-                                        queue_send(&mut ring, &mut slots, fd, bid, frame, ifx)?;
+                            let mut frame = Frame {
+                                buf: &mut *buf,
+                                start: off,
+                                len: plen,
+                            };
+                            match dataplane::process(&ctx, &mut conns, slot, &mut frame) {
+                                Verdict::Forward { iface } => {
+                                    match ifaces.list.get(usize::from(iface)).map(|i| i.ifindex) {
+                                        Some(ifx) => {
+                                            let bytes = frame.bytes();
+                                            queue_send(&mut ring, &mut slots, fd, bid, bytes, ifx)?;
+                                            None
+                                        }
+                                        None => Some(Verdict::Drop(DropReason::NoNeighbor)),
+                                    }
+                                }
+                                Verdict::Local => match p.local_tun {
+                                    Some(tun) => {
+                                        let bytes = frame.bytes();
+                                        let e = opcode::Write::new(
+                                            types::Fd(tun),
+                                            bytes.as_ptr(),
+                                            u32::try_from(bytes.len()).unwrap_or(0),
+                                        )
+                                        .build()
+                                        .user_data(u64::from(bid));
+                                        push(&mut ring, &e)?;
                                         None
                                     }
                                     None => Some(Verdict::Drop(DropReason::NoNeighbor)),
-                                }
-                            } else {
-                                Some(v)
+                                },
+                                v => Some(v),
                             }
                         }
                         Some(_) => Some(Verdict::Drop(DropReason::Truncated)),
@@ -358,7 +384,7 @@ pub fn run(p: ShardParams) -> io::Result<()> {
                 match v {
                     Verdict::Drop(r) => bump(&c.drops[r as usize], 1),
                     Verdict::Pass => bump(&c.passed, 1),
-                    Verdict::Forward { .. } => {}
+                    Verdict::Forward { .. } | Verdict::Local => {}
                 }
                 bufs.push(bid);
                 returned += 1;

@@ -163,3 +163,18 @@ pub fn recv_frame(fd: RawFd, buf: &mut [u8], timeout_ms: i32) -> io::Result<Opti
     let n = usize::try_from(rc).unwrap_or(0);
     Ok(Some((n, u32::try_from(sll.sll_ifindex).unwrap_or(0))))
 }
+
+/// Attaches a classic BPF socket filter (SO_ATTACH_FILTER).
+pub fn attach_filter(fd: RawFd, prog: &[libc::sock_filter]) -> io::Result<()> {
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(prog.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "BPF program too long"))?,
+        filter: prog.as_ptr().cast_mut(),
+    };
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+}
+
+/// Stops the socket from seeing frames the host sends.
+pub fn ignore_outgoing(fd: RawFd) -> io::Result<()> {
+    setsockopt(fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &1i32)
+}

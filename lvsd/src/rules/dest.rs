@@ -54,6 +54,9 @@ impl DestState {
 pub struct Dest {
     pub spec: DestSpec,
     pub state: Arc<DestState>,
+    /// The address is one of the director's own: the director's stack serves
+    /// the connection whatever method was asked for (IPVS's local node).
+    pub local: bool,
 }
 
 impl Dest {
@@ -65,8 +68,14 @@ impl Dest {
         self.spec.weight
     }
 
+    /// How packets reach this destination: [`Method::Local`] for a local
+    /// node, else the configured method.
     pub fn method(&self) -> Method {
-        self.spec.method
+        if self.local {
+            Method::Local
+        } else {
+            self.spec.method
+        }
     }
 
     /// Whether the destination may take a new connection: a weight above 0

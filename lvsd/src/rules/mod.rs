@@ -309,8 +309,9 @@ impl Model {
         Ok(())
     }
 
-    /// Builds the immutable table the data path reads.
-    pub fn build(&self, generation: u64) -> RuleTable {
+    /// Builds the immutable table the data path reads. `local` holds the
+    /// director's own addresses: destinations there are local nodes.
+    pub fn build(&self, generation: u64, local: &FastSet<IpAddr>) -> RuleTable {
         let mut services = Vec::with_capacity(self.services.len());
         let mut index = FastMap::default();
         let mut vips = FastSet::default();
@@ -322,6 +323,7 @@ impl Model {
                 .map(|d| Dest {
                     spec: d.spec.clone(),
                     state: d.state.clone(),
+                    local: local.contains(&d.spec.addr.ip()),
                 })
                 .collect();
             for d in &dests {
@@ -405,12 +407,6 @@ fn validate_service(s: &ServiceSpec) -> Result<(), RuleError> {
             "a service needs a port (port 0 is only for persistent services)",
         ));
     }
-    if ip.is_ipv6() {
-        return Err(RuleError::new(
-            ErrorKind::Unsupported,
-            "IPv6 services are not implemented yet",
-        ));
-    }
     Ok(())
 }
 
@@ -436,14 +432,25 @@ fn validate_dest(svc: &ServiceSpec, d: &DestSpec) -> Result<(), RuleError> {
             ),
         ));
     }
-    if d.method != Method::Nat {
-        return Err(RuleError::new(
-            ErrorKind::Unsupported,
-            format!(
-                "forwarding method {} is not implemented yet (only NAT, -m)",
-                d.method.ipvsadm_name()
-            ),
-        ));
+    match d.method {
+        Method::Nat => {}
+        Method::Dr | Method::Tun if d.addr.port() != svc.key.addr.port() => {
+            return Err(RuleError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "real server {}: direct routing and tunneling cannot change the port (the service's is {})",
+                    d.addr,
+                    svc.key.addr.port()
+                ),
+            ))
+        }
+        Method::Dr | Method::Tun => {}
+        Method::Local => {
+            return Err(RuleError::new(
+                ErrorKind::Invalid,
+                "\"local\" is not a method to ask for: a real server at one of the director's own addresses is served locally",
+            ))
+        }
     }
     if d.l_threshold > 0 && d.u_threshold > 0 && d.l_threshold > d.u_threshold {
         return Err(RuleError::new(
@@ -492,7 +499,7 @@ pub struct RuleTable {
 
 impl RuleTable {
     pub fn empty() -> Self {
-        Model::new(1).build(0)
+        Model::new(1).build(0, &FastSet::default())
     }
 
     /// The service for (protocol, VIP:port), if any.
@@ -549,7 +556,7 @@ mod tests {
             .unwrap();
         m.apply(&dest("198.19.0.100:80", "198.18.1.12:8080", 3))
             .unwrap();
-        let t = m.build(1);
+        let t = m.build(1, &FastSet::default());
         let s = t
             .service(Protocol::Tcp, "198.19.0.100:80".parse().unwrap())
             .unwrap();

@@ -67,6 +67,7 @@ pub(crate) mod testutil {
                     l_threshold: 0,
                 },
                 state: Arc::new(DestState::new(1)),
+                local: false,
             })
             .collect()
     }

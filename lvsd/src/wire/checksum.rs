@@ -18,7 +18,7 @@
 //! 16-bit aligned relative to the start of the checksummed data, as every
 //! field we rewrite (ports, addresses) is.
 
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 
 /// The ones'-complement sum of `data` taken as big-endian 16-bit words, an odd
 /// trailing byte padded with a zero byte (RFC 1071 section 4.1). The result is
@@ -123,6 +123,36 @@ pub fn update32_partial(field: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
     let [o1, o2] = words(old);
     let [n1, n2] = words(new);
     fold(u32::from(field) + u32::from(!o1) + u32::from(!o2) + u32::from(n1) + u32::from(n2))
+}
+
+/// The sum of the IPv6 pseudo-header (RFC 8200 section 8.1): source,
+/// destination, upper-layer length and next header. Folded to at most
+/// `0xffff`.
+pub fn pseudo_header_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, length: u32) -> u32 {
+    let s = sum(&src.octets()) + sum(&dst.octets());
+    u32::from(fold64(
+        u64::from(s) + u64::from(length) + u64::from(next_header),
+    ))
+}
+
+/// [`update32`] for a 128-bit field, such as an IPv6 address.
+pub fn update128(check: u16, old: [u8; 16], new: [u8; 16]) -> u16 {
+    let mut acc = u32::from(!check);
+    for i in (0..16).step_by(2) {
+        acc += u32::from(!u16::from_be_bytes([old[i], old[i + 1]]));
+        acc += u32::from(u16::from_be_bytes([new[i], new[i + 1]]));
+    }
+    !fold(acc)
+}
+
+/// [`update32_partial`] for a 128-bit field.
+pub fn update128_partial(field: u16, old: [u8; 16], new: [u8; 16]) -> u16 {
+    let mut acc = u32::from(field);
+    for i in (0..16).step_by(2) {
+        acc += u32::from(!u16::from_be_bytes([old[i], old[i + 1]]));
+        acc += u32::from(u16::from_be_bytes([new[i], new[i + 1]]));
+    }
+    fold(acc)
 }
 
 #[cfg(test)]
@@ -311,6 +341,23 @@ mod tests {
             let cut = (cut * 2).min(data.len() & !1);
             let (a, b) = data.split_at(cut);
             prop_assert_eq!(fold(sum(a) + sum(b)), fold(sum(&data)));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn update128_matches_recompute(
+            data in proptest::collection::vec(any::<u8>(), 40..80),
+            new in any::<[u8; 16]>(),
+        ) {
+            let mut d = data.clone();
+            let before = checksum(&d);
+            let old: [u8; 16] = d[8..24].try_into().unwrap();
+            d[8..24].copy_from_slice(&new);
+            prop_assume!(d.iter().any(|&b| b != 0));
+            prop_assert_eq!(update128(before, old, new), checksum(&d));
+            let partial_before = fold(sum(&data));
+            prop_assert_eq!(update128_partial(partial_before, old, new), fold(sum(&d)));
         }
     }
 }

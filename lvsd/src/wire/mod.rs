@@ -21,14 +21,18 @@
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod icmp;
 pub mod ipv4;
+pub mod ipv6;
 pub mod tcp;
 pub mod udp;
 pub mod vnet;
 
 pub use self::arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use self::ethernet::{EtherType, EthernetFrame, MacAddr};
+pub use self::icmp::IcmpPacket;
 pub use self::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
+pub use self::ipv6::Ipv6Packet;
 pub use self::tcp::TcpPacket;
 pub use self::udp::UdpPacket;
 pub use self::vnet::VnetHeader;

@@ -1,0 +1,195 @@
+//! IP-in-IP tunneling: the client's packet, unchanged but for its TTL, is
+//! wrapped in an outer header to the real server (IPv4 in IPv4, protocol 4,
+//! RFC 2003; IPv6 in IPv6, next header 41, RFC 2473). The real server
+//! unwraps it, holds the VIP itself, and answers the client directly.
+//!
+//! The outer header goes in the room before the frame: the virtio-net and
+//! Ethernet headers move forward by the outer header's length and the inner
+//! packet stays where it is. When the wrapped packet would not fit the
+//! outgoing link's MTU, nothing is changed and the caller tells the client
+//! (ICMP "fragmentation needed" or ICMPv6 "packet too big").
+
+use super::{dr, Frame, L2_LEN};
+use crate::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
+use crate::wire::ipv6::{Ipv6Packet, HEADER_LEN as V6_HEADER_LEN};
+use crate::wire::vnet;
+use crate::wire::vnet::VnetHeader;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Outer header lengths.
+pub const V4_OVERHEAD: usize = 20;
+pub const V6_OVERHEAD: usize = V6_HEADER_LEN;
+/// TTL / hop limit of the outer header (RFC 1700's default TTL).
+const OUTER_TTL: u8 = 64;
+
+/// The result of an encapsulation attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encap {
+    Done,
+    /// The wrapped packet would exceed the MTU; the client's packets must
+    /// shrink to `inner_mtu`.
+    TooBig {
+        inner_mtu: usize,
+    },
+    /// The receive buffer has no room in front (cannot happen with lvsd's
+    /// buffer layout; counted if it does).
+    NoRoom,
+}
+
+fn shift_l2(f: &mut Frame, by: usize) -> bool {
+    if f.start < by {
+        return false;
+    }
+    let (start, new) = (f.start, f.start - by);
+    f.buf.copy_within(start..start + L2_LEN, new);
+    f.start = new;
+    // A partial checksum's start is counted from the Ethernet header.
+    let mut vh = VnetHeader::new_unchecked(&mut f.buf[new..new + vnet::HEADER_LEN]);
+    if vh.needs_csum() {
+        let cs = vh.csum_start();
+        vh.set_csum_start(cs.saturating_add(u16::try_from(by).unwrap_or(0)));
+    }
+    true
+}
+
+/// Wraps the validated IPv4 packet of `f` (total length `inner_len`) in an
+/// IPv4 header from `src` to `dst`, for a link of `mtu` bytes.
+pub fn encap_v4(
+    f: &mut Frame,
+    inner_len: usize,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    mtu: usize,
+) -> Encap {
+    if inner_len + V4_OVERHEAD > mtu {
+        return Encap::TooBig {
+            inner_mtu: mtu.saturating_sub(V4_OVERHEAD),
+        };
+    }
+    let df = Ipv4Packet::new_unchecked(&f.l3()[..]).dont_frag();
+    dr::decrement_ttl(f.l3());
+    if !shift_l2(f, V4_OVERHEAD) {
+        return Encap::NoRoom;
+    }
+    let at = f.start + L2_LEN;
+    let repr = Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IpProtocol::IpIp,
+        payload_len: inner_len,
+        ttl: OUTER_TTL,
+    };
+    let mut outer = Ipv4Packet::new_unchecked(&mut f.buf[at..at + V4_OVERHEAD]);
+    repr.emit(&mut outer);
+    if df {
+        outer.set_dont_frag(true);
+        outer.fill_checksum();
+    }
+    f.len = L2_LEN + V4_OVERHEAD + inner_len;
+    Encap::Done
+}
+
+/// Wraps the validated IPv6 packet of `f` (`inner_len` bytes with its
+/// header) in an IPv6 header from `src` to `dst`, for a link of `mtu` bytes.
+pub fn encap_v6(
+    f: &mut Frame,
+    inner_len: usize,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    mtu: usize,
+) -> Encap {
+    if inner_len + V6_OVERHEAD > mtu {
+        return Encap::TooBig {
+            inner_mtu: mtu.saturating_sub(V6_OVERHEAD),
+        };
+    }
+    let Ok(payload_len) = u16::try_from(inner_len) else {
+        return Encap::TooBig {
+            inner_mtu: usize::from(u16::MAX) - V6_OVERHEAD,
+        };
+    };
+    dr::decrement_ttl(f.l3());
+    if !shift_l2(f, V6_OVERHEAD) {
+        return Encap::NoRoom;
+    }
+    let at = f.start + L2_LEN;
+    let mut outer = Ipv6Packet::new_unchecked(&mut f.buf[at..at + V6_OVERHEAD]);
+    outer.set_version_defaults();
+    outer.set_payload_len(payload_len);
+    outer.set_next_header(IpProtocol::Ipv6);
+    outer.set_hop_limit(OUTER_TTL);
+    outer.set_src_addr(src);
+    outer.set_dst_addr(dst);
+    f.len = L2_LEN + V6_OVERHEAD + inner_len;
+    Encap::Done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame_v4(buf: &mut [u8], start: usize, total: u16, df: bool) {
+        let l3 = start + L2_LEN;
+        let mut ip = Ipv4Packet::new_unchecked(&mut buf[l3..l3 + usize::from(total)]);
+        ip.set_version(4);
+        ip.set_header_len(20);
+        ip.set_total_len(total);
+        ip.set_ttl(64);
+        ip.set_next_header(IpProtocol::Tcp);
+        ip.set_dont_frag(df);
+        ip.set_src_addr(Ipv4Addr::new(198, 18, 0, 2));
+        ip.set_dst_addr(Ipv4Addr::new(198, 19, 0, 100));
+        ip.fill_checksum();
+        buf[start + vnet::HEADER_LEN + 12] = 0x08; // ethertype IPv4
+    }
+
+    #[test]
+    fn v4_wraps_in_place() {
+        let mut buf = vec![0u8; 2048];
+        frame_v4(&mut buf, 64, 40, true);
+        let mut f = Frame {
+            buf: &mut buf,
+            start: 64,
+            len: L2_LEN + 40,
+        };
+        let r = encap_v4(
+            &mut f,
+            40,
+            Ipv4Addr::new(198, 18, 1, 1),
+            Ipv4Addr::new(198, 18, 1, 11),
+            1500,
+        );
+        assert_eq!(r, Encap::Done);
+        assert_eq!((f.start, f.len), (44, L2_LEN + 60));
+        let l3 = f.l3().to_vec();
+        let outer = Ipv4Packet::new_checked(&l3[..]).unwrap();
+        assert!(outer.verify_checksum());
+        assert_eq!(outer.next_header(), IpProtocol::IpIp);
+        assert!(outer.dont_frag());
+        assert_eq!(outer.total_len(), 60);
+        let inner = Ipv4Packet::new_checked(outer.payload()).unwrap();
+        assert_eq!(inner.ttl(), 63);
+        assert!(inner.verify_checksum());
+        assert_eq!(f.bytes()[vnet::HEADER_LEN + 12], 0x08);
+    }
+
+    #[test]
+    fn v4_too_big() {
+        let mut buf = vec![0u8; 4096];
+        frame_v4(&mut buf, 64, 1500, true);
+        let mut f = Frame {
+            buf: &mut buf,
+            start: 64,
+            len: L2_LEN + 1500,
+        };
+        let r = encap_v4(
+            &mut f,
+            1500,
+            Ipv4Addr::new(1, 1, 1, 1),
+            Ipv4Addr::new(2, 2, 2, 2),
+            1500,
+        );
+        assert_eq!(r, Encap::TooBig { inner_mtu: 1480 });
+        assert_eq!(f.start, 64, "nothing changed");
+    }
+}

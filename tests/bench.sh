@@ -1,0 +1,558 @@
+#!/usr/bin/env bash
+# lvsd's benchmark against the peers a user would otherwise pick.
+#
+#   sudo tests/bench.sh            # full run (3 runs, ~10 minutes), updates docs/
+#   sudo tests/bench.sh --quick    # 1 run, short durations, results in a temp dir
+#
+# Options:
+#   --quick            1 run, 2 s per load; results are printed, docs/ untouched
+#   --runs N           runs per peer (default 3)
+#   --duration S       seconds per load (default 5)
+#   --peers "A B .."   subset of: lvsd nft_dnat haproxy kernel_forward
+#   --no-build         use the existing target/release binaries
+#   --no-extras        skip shard scaling and rule swaps under load
+#   --profile          also record perf profiles (lvsd and nft_dnat, UDP and
+#                      TCP load) into docs/bench/profile-*.txt
+#   --write / --no-write   update docs/benchmarks.md and docs/bench/ (default:
+#                      write in a full run, not with --quick)
+#
+# It builds ONE namespace topology (tests/support/mod.rs's NAT lab: client,
+# director, a bridge "lan", three real servers; offloads off, static FDB
+# entries), then measures every peer on it, one after the other, interleaved
+# run by run:
+#   lvsd            the release build, started in the director namespace
+#   nft_dnat        the director's kernel: nftables DNAT with numgen inc
+#   haproxy         HAProxy in TCP mode in the director namespace (no UDP)
+#   kernel_forward  plain IPv4 forwarding; the client addresses the real
+#                   servers directly (the ceiling)
+# Metrics: UDP packets/s delivered to the real servers (60-byte frames, 4096
+# flows, counted by an nftables ingress counter in each real server), TCP
+# connections/s (wrk, Connection: close), latency p50/p99 (benchtool lat:
+# one new connection per request at a fixed rate), one-stream bulk (iperf3),
+# CPU per packet. See docs/benchmarks.md for the method.
+#
+# TESTBED rules: all traffic stays inside the namespaces made here
+# (198.18.0.0/15 addresses), every load is bounded in count and time, and the
+# EXIT trap removes exactly the processes and namespaces this run made (its
+# own prefix lvb<pid>).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
+cd "$ROOT"
+
+RUNS=3 DUR=5 QUICK=0 BUILD=1 EXTRAS=1 PROFILE=0 WRITE=
+PEERS="lvsd nft_dnat haproxy kernel_forward"
+while (($#)); do
+    case $1 in
+    --quick) QUICK=1 RUNS=1 DUR=2 ;;
+    --runs) RUNS=$2; shift ;;
+    --duration) DUR=$2; shift ;;
+    --peers) PEERS=$2; shift ;;
+    --no-build) BUILD=0 ;;
+    --no-extras) EXTRAS=0 ;;
+    --profile) PROFILE=1 ;;
+    --write) WRITE=1 ;;
+    --no-write) WRITE=0 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+[[ -n $WRITE ]] || WRITE=$((1 - QUICK))
+for p in $PEERS; do
+    case $p in lvsd | nft_dnat | haproxy | kernel_forward) ;; *) echo "bench.sh: unknown peer $p" >&2; exit 2 ;; esac
+done
+[[ $RUNS =~ ^[1-9][0-9]?$ && $DUR =~ ^[1-9][0-9]?$ ]] || { echo "bench.sh: --runs 1..99, --duration 1..99" >&2; exit 2; }
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "bench.sh: skipped: needs root (network namespaces, packet sockets, nftables)" >&2
+    exit 77
+fi
+if ! ip netns list >/dev/null 2>&1; then
+    echo "bench.sh: skipped: \`ip netns\` does not work here" >&2
+    exit 77
+fi
+
+# --- packages (only the missing ones) ---------------------------------------
+need=(iproute2 nftables ethtool wrk iperf3 haproxy gcc procps coreutils)
+((PROFILE)) && need+=(linux-perf)
+missing=()
+for p in "${need[@]}"; do
+    [[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true) == installed ]] || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "bench.sh: installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v python3 >/dev/null || { echo "bench.sh: python3 is needed for the report" >&2; exit 1; }
+
+# --- the run's own names and its cleanup -------------------------------------
+P="lvb$$"
+TMP=$(mktemp -d "/tmp/$P.XXXXXX")
+NSS=()  # namespaces this run created, in creation order
+PIDS=() # background processes this run started
+cleanup() {
+    local rc=$? pid ns i
+    set +e
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    sleep 0.3
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+    # Anything else still running inside this run's namespaces was started
+    # by this run (the names are unique to it).
+    for ns in "${NSS[@]}"; do
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+    done
+    for ((i = ${#NSS[@]} - 1; i >= 0; i--)); do ip netns del "${NSS[i]}" 2>/dev/null; done
+    if ((rc != 0)); then
+        echo "bench.sh: failed (exit $rc); last lines of the logs:" >&2
+        for f in "$TMP"/*.log; do [[ -s $f ]] && { echo "--- $f" >&2; tail -n 5 "$f" >&2; }; done
+    fi
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
+ns() { echo "$P-$1"; }
+nsx() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
+# bgrun ROLE NAME CMD...: start CMD in ROLE's namespace in the background,
+# bounded by `timeout` (30 min), output to $TMP/NAME.log; sets BG_PID.
+bgrun() {
+    local n=$1 name=$2; shift 2
+    ip netns exec "$(ns "$n")" timeout -k 5 1800 "$@" >"$TMP/$name.log" 2>&1 &
+    BG_PID=$!
+    PIDS+=("$BG_PID")
+}
+stop_pid() { # stop_pid PID: TERM, wait up to 5 s, KILL
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+wait_line() { # wait_line FILE TEXT SECONDS
+    local i
+    for ((i = 0; i < $3 * 20; i++)); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+    echo "bench.sh: '$2' did not appear in $1" >&2
+    return 1
+}
+
+# --- build --------------------------------------------------------------------
+if ((BUILD)); then
+    log "building lvsd and lvsadm (release)"
+    cargo build --release -q -p lvsd -p lvsadm
+fi
+LVSD=$ROOT/target/release/lvsd
+LVSADM=$ROOT/target/release/lvsadm
+[[ -x $LVSD && -x $LVSADM ]] || { echo "bench.sh: $LVSD or $LVSADM missing (drop --no-build)" >&2; exit 1; }
+gcc -O2 -Wall -pthread -o "$TMP/benchtool" tests/bench/benchtool.c
+BT=$TMP/benchtool
+
+# --- the topology (mirrors tests/support/mod.rs) -----------------------------
+VIP=198.19.0.100
+CLIENT=198.18.0.2 DIR_EXT=198.18.0.1 DIR_INT=198.18.1.1
+NRS=3
+RS=(198.18.1.11 198.18.1.12 198.18.1.13)
+mac_of() { local IFS=.; set -- $1; printf '02:00:%02x:%02x:%02x:%02x' "$1" "$2" "$3" "$4"; }
+peer_mac_of() { local IFS=.; set -- $1; printf '02:01:%02x:%02x:%02x:%02x' "$1" "$2" "$3" "$4"; }
+offloads_off() { nsx "$1" ethtool -K "$2" tso off gso off gro off tx off rx off sg off >/dev/null 2>&1 || true; }
+
+log "building the namespace topology (prefix $P)"
+ROLES=(client director lan)
+for ((i = 1; i <= NRS; i++)); do ROLES+=("rs$i"); done
+for r in "${ROLES[@]}"; do
+    ip netns add "$(ns "$r")"
+    NSS+=("$(ns "$r")")
+    nsx "$r" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 net.ipv4.ip_forward=0
+    ip -n "$(ns "$r")" link set lo up
+done
+veth() { # veth NS_A IF_A ADDR_A NS_B IF_B [ADDR_B]
+    local mac_b
+    if [[ -n ${6:-} ]]; then mac_b=$(mac_of "$6"); else mac_b=$(peer_mac_of "$3"); fi
+    ip -n "$(ns "$1")" link add "$2" address "$(mac_of "$3")" type veth peer name "$5" address "$mac_b" netns "$(ns "$4")"
+    offloads_off "$1" "$2"
+    offloads_off "$4" "$5"
+    ip -n "$(ns "$1")" addr add "$3/24" dev "$2"
+    ip -n "$(ns "$1")" link set "$2" up
+    if [[ -n ${6:-} ]]; then
+        ip -n "$(ns "$4")" addr add "$6/24" dev "$5"
+        ip -n "$(ns "$4")" link set "$5" up
+    fi
+}
+veth client eth0 $CLIENT director ext0 $DIR_EXT
+veth director int0 $DIR_INT lan dir0
+for ((i = 1; i <= NRS; i++)); do veth "rs$i" eth0 "${RS[i - 1]}" lan "rs$i"; done
+ip -n "$(ns lan)" link add br0 type bridge
+for port in dir0 $(for ((i = 1; i <= NRS; i++)); do echo "rs$i"; done); do
+    ip -n "$(ns lan)" link set "$port" master br0 up
+done
+bridge -n "$(ns lan)" fdb add "$(mac_of $DIR_INT)" dev dir0 master static
+for ((i = 1; i <= NRS; i++)); do bridge -n "$(ns lan)" fdb add "$(mac_of "${RS[i - 1]}")" dev "rs$i" master static; done
+ip -n "$(ns lan)" link set br0 up
+ip -n "$(ns client)" route add 198.19.0.0/16 via $DIR_EXT
+ip -n "$(ns client)" route add 198.18.1.0/24 via $DIR_EXT # kernel_forward only
+for ((i = 1; i <= NRS; i++)); do ip -n "$(ns "rs$i")" route add default via $DIR_INT; done
+# Many short connections: wide port ranges, TIME_WAIT reuse, deep backlogs.
+for r in client director "${ROLES[@]:3}"; do
+    nsx "$r" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1 \
+        net.core.somaxconn=4096 net.ipv4.tcp_max_syn_backlog=4096
+done
+
+# Real servers: an HTTP server on :8080, iperf3 on rs1:5201, and a netdev
+# ingress rule that counts and drops the UDP load (port 5353) on arrival.
+for ((i = 1; i <= NRS; i++)); do
+    bgrun "rs$i" "httpd$i" "$BT" httpd "${RS[i - 1]}" 8080 1790
+    wait_line "$TMP/httpd$i.log" ready 5
+    nsx "rs$i" nft -f - <<EOF
+table netdev lvb_count {
+    chain in {
+        type filter hook ingress device eth0 priority 0; policy accept;
+        udp dport 5353 counter drop
+    }
+}
+EOF
+done
+bgrun rs1 iperf3 iperf3 -s -B "${RS[0]}" -p 5201
+sleep 0.3
+
+# The UDP packets that reached the real servers so far (sum of the counters).
+rs_udp_count() {
+    local i sum=0 n
+    for ((i = 1; i <= NRS; i++)); do
+        n=$(nsx "rs$i" nft list chain netdev lvb_count in | sed -n 's/.*counter packets \([0-9]*\).*/\1/p')
+        sum=$((sum + ${n:-0}))
+    done
+    echo "$sum"
+}
+# CPU ticks (utime+stime, USER_HZ) of the given pids, their children (bgrun
+# starts everything under `timeout`) and ksoftirqd/*.
+KSOFT=$(pgrep -d' ' -x 'ksoftirqd/[0-9]+' || true)
+ticks() {
+    local pid sum=0 f
+    for pid in "$@" $(for pid in "$@"; do pgrep -P "$pid"; done) $KSOFT; do
+        [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/stat ]] || continue
+        f=$(sed 's/.*) //' "/proc/$pid/stat")
+        set -- $f
+        sum=$((sum + ${12} + ${13}))
+    done
+    echo "$sum"
+}
+proc_ticks() { # utime+stime of the process bgrun started as PID (under timeout)
+    local pid sum=0 f
+    for pid in "$1" $(pgrep -P "$1"); do
+        [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/stat ]] || continue
+        f=$(sed 's/.*) //' "/proc/$pid/stat"); set -- $f; sum=$((sum + ${12} + ${13}))
+    done
+    echo "$sum"
+}
+HZ=$(getconf CLK_TCK)
+load1() { cut -d' ' -f1 /proc/loadavg; }
+RAW=$TMP/raw.tsv
+: >"$RAW"
+# record RUN PEER METRIC VALUE: one sample, with the load average.
+record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$(load1)" >>"$RAW"; }
+
+# --- the peers -----------------------------------------------------------------
+DIRECTOR_PID= # the peer's user-space process, if it has one
+lvsd_config() { # lvsd_config SHARDS
+    local i
+    cat <<EOF
+[daemon]
+interfaces = ["ext0", "int0"]
+shards = $1
+admin_socket = "$TMP/lvsd.sock"
+log = "warn"
+
+[[service]]
+protocol = "tcp"
+address = "$VIP:80"
+scheduler = "rr"
+EOF
+    for ((i = 0; i < NRS; i++)); do printf '  [[service.real_server]]\n  address = "%s:8080"\n  method = "nat"\n' "${RS[i]}"; done
+    for port in 53:5353 54:5354; do
+        printf '\n[[service]]\nprotocol = "udp"\naddress = "%s:%s"\nscheduler = "rr"\n' $VIP "${port%:*}"
+        for ((i = 0; i < NRS; i++)); do printf '  [[service.real_server]]\n  address = "%s:%s"\n  method = "nat"\n' "${RS[i]}" "${port#*:}"; done
+    done
+    printf '\n[[service]]\nprotocol = "tcp"\naddress = "%s:5201"\nscheduler = "rr"\n  [[service.real_server]]\n  address = "%s:5201"\n  method = "nat"\n' $VIP "${RS[0]}"
+}
+lvsadm() { nsx director "$LVSADM" --socket "$TMP/lvsd.sock" "$@"; }
+peer_up() { # peer_up PEER [SHARDS]
+    DIRECTOR_PID=
+    case $1 in
+    lvsd)
+        lvsd_config "${2:-$(nproc)}" >"$TMP/lvsd.toml"
+        bgrun director lvsd "$LVSD" --config "$TMP/lvsd.toml"
+        DIRECTOR_PID=$BG_PID
+        local i
+        for ((i = 0; i < 100; i++)); do [[ -S $TMP/lvsd.sock ]] && lvsadm -L -n >/dev/null 2>&1 && break; sleep 0.1; done
+        lvsadm -L -n >/dev/null || { cat "$TMP/lvsd.log" >&2; return 1; }
+        ;;
+    nft_dnat)
+        nsx director sysctl -qw net.ipv4.ip_forward=1
+        local m="{ 0 : ${RS[0]}, 1 : ${RS[1]}, 2 : ${RS[2]} }"
+        nsx director nft -f - <<EOF
+table ip lvb_nat {
+    chain pre {
+        type nat hook prerouting priority dstnat; policy accept;
+        ip daddr $VIP tcp dport 80 dnat to numgen inc mod 3 map $m : 8080
+        ip daddr $VIP udp dport 53 dnat to numgen inc mod 3 map $m : 5353
+        ip daddr $VIP udp dport 54 dnat to numgen inc mod 3 map $m : 5354
+        ip daddr $VIP tcp dport 5201 dnat to ${RS[0]}:5201
+    }
+}
+EOF
+        ;;
+    haproxy)
+        nsx director ip addr add $VIP/32 dev lo
+        {
+            printf 'global\n    maxconn 8000\n\ndefaults\n    mode tcp\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\n\n'
+            printf 'frontend f80\n    bind %s:80\n    default_backend b80\nbackend b80\n    balance roundrobin\n' $VIP
+            for ((i = 0; i < NRS; i++)); do printf '    server rs%d %s:8080\n' $((i + 1)) "${RS[i]}"; done
+            printf 'frontend f5201\n    bind %s:5201\n    default_backend b5201\nbackend b5201\n    server rs1 %s:5201\n' $VIP "${RS[0]}"
+        } >"$TMP/haproxy.cfg"
+        bgrun director haproxy haproxy -db -f "$TMP/haproxy.cfg"
+        DIRECTOR_PID=$BG_PID
+        sleep 0.5
+        kill -0 "$DIRECTOR_PID" 2>/dev/null || { cat "$TMP/haproxy.log" >&2; return 1; }
+        ;;
+    kernel_forward)
+        nsx director sysctl -qw net.ipv4.ip_forward=1
+        ;;
+    esac
+    # Warm up: resolve neighbours, open a few connections.
+    nsx client "$BT" lat "$(target_addr "$1")" "$(target_port "$1" 80)" 200 20 2 >/dev/null || true
+    sleep 0.5
+}
+peer_down() {
+    case $1 in
+    lvsd) stop_pid "$DIRECTOR_PID" ;;
+    nft_dnat)
+        nsx director nft delete table ip lvb_nat
+        nsx director sysctl -qw net.ipv4.ip_forward=0
+        ;;
+    haproxy)
+        stop_pid "$DIRECTOR_PID"
+        nsx director ip addr del $VIP/32 dev lo
+        ;;
+    kernel_forward) nsx director sysctl -qw net.ipv4.ip_forward=0 ;;
+    esac
+    DIRECTOR_PID=
+}
+# Where the client sends: the VIP, or (kernel_forward) the real servers.
+target_addr() { if [[ $1 == kernel_forward ]]; then echo "${RS[0]}"; else echo $VIP; fi; }
+target_port() { # target_port PEER VPORT
+    if [[ $1 == kernel_forward ]]; then
+        case $2 in 80) echo 8080 ;; 53) echo 5353 ;; 54) echo 5354 ;; *) echo "$2" ;; esac
+    else echo "$2"; fi
+}
+
+# --- the metrics -----------------------------------------------------------------
+FLOWS=4096
+# udp_pps RUN PEER LABEL THREADS: packets/s delivered to the real servers
+# while the blaster sends as fast as it can, measured over a window from 1 s
+# after the start to DUR s (the blaster is then stopped); also CPU per packet.
+udp_pps() {
+    local run=$1 peer=$2 label=$3 threads=$4 dsts port
+    if [[ $peer == kernel_forward ]]; then dsts=$(IFS=,; echo "${RS[*]}"); port=5353; else dsts=$VIP; port=53; fi
+    bgrun client blast "$BT" blast eth0 "$(mac_of $CLIENT)" "$(mac_of $DIR_EXT)" $CLIENT "$dsts" $port $FLOWS \
+        $(((DUR + 5) * 5000000)) $((DUR + 5)) 0 "$threads"
+    local bpid=$BG_PID pids c0 c1 t0 t1 k0 k1 d0=0 d1=0
+    pids="$bpid $DIRECTOR_PID"
+    sleep 1
+    k0=$(ticks $pids); [[ -z $DIRECTOR_PID ]] || d0=$(proc_ticks "$DIRECTOR_PID")
+    c0=$(rs_udp_count); t0=$(date +%s.%N)
+    sleep $((DUR - 1))
+    c1=$(rs_udp_count); t1=$(date +%s.%N)
+    k1=$(ticks $pids); [[ -z $DIRECTOR_PID ]] || d1=$(proc_ticks "$DIRECTOR_PID")
+    stop_pid "$bpid"
+    local pps cpu dcpu
+    pps=$(awk -v a="$c0" -v b="$c1" -v s="$t0" -v e="$t1" 'BEGIN { printf "%.0f", (b - a) / (e - s) }')
+    cpu=$(awk -v k=$((k1 - k0)) -v n=$((c1 - c0)) -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.0f", k / hz * 1e9 / n; else print "nan" }')
+    dcpu=$(awk -v k=$((d1 - d0)) -v n=$((c1 - c0)) -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.0f", k / hz * 1e9 / n; else print "nan" }')
+    record "$run" "$peer" "$label" "$pps"
+    record "$run" "$peer" "${label}_cpu_ns" "$cpu"
+    [[ -z $DIRECTOR_PID ]] || record "$run" "$peer" "${label}_proc_cpu_ns" "$dcpu"
+    log "  $peer $label: $pps pkt/s delivered ($(sed -n 's/sent \([0-9]*\) seconds \([0-9.]*\)/\1 sent in \2 s/p' "$TMP/blast.log")), path CPU $cpu ns/pkt (load $(load1))"
+}
+# wrk_run PEER SECONDS CONNS LOG: wrk with Connection: close against the
+# peer; kernel_forward runs one wrk per real server (a third of the
+# connections each). Prints "req/s errors".
+wrk_run() {
+    local peer=$1 secs=$2 conns=$3 out=$4 i pids=()
+    if [[ $peer == kernel_forward ]]; then
+        for ((i = 0; i < NRS; i++)); do
+            nsx client timeout $((secs + 10)) wrk -t1 -c$((conns / NRS)) -d"${secs}s" --timeout 2s \
+                -H 'Connection: close' "http://${RS[i]}:8080/" >"$out.$i" 2>&1 &
+            pids+=($!)
+        done
+    else
+        nsx client timeout $((secs + 10)) wrk -t2 -c"$conns" -d"${secs}s" --timeout 2s \
+            -H 'Connection: close' "http://$VIP/" >"$out.0" 2>&1 &
+        pids+=($!)
+    fi
+    for i in "${pids[@]}"; do wait "$i" || true; done
+    cat "$out".* | awk '
+        /^Requests\/sec:/ { rps += $2 }
+        /Socket errors:/ { gsub(",", ""); err += $4 + $6 + $8 + $10 }
+        /Non-2xx/ { err += $NF }
+        END { printf "%.0f %d\n", rps, err }'
+}
+tcp_cps() {
+    local run=$1 peer=$2 r k0 k1 c0
+    k0=$( [[ -n $DIRECTOR_PID ]] && proc_ticks "$DIRECTOR_PID" || echo 0)
+    r=$(wrk_run "$peer" "$DUR" 60 "$TMP/wrk")
+    k1=$( [[ -n $DIRECTOR_PID ]] && proc_ticks "$DIRECTOR_PID" || echo 0)
+    set -- $r
+    record "$run" "$peer" tcp_cps "$1"
+    record "$run" "$peer" tcp_errors "$2"
+    [[ -n $DIRECTOR_PID ]] && record "$run" "$peer" tcp_proc_cpu_us_per_conn \
+        "$(awk -v k=$((k1 - k0)) -v n="$1" -v d="$DUR" -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.1f", k / hz * 1e6 / (n * d); else print "nan" }')"
+    log "  $peer tcp_cps: $1 conn/s, $2 errors (load $(load1))"
+}
+LAT_RATE=500
+latency() {
+    local run=$1 peer=$2 n out
+    n=$((LAT_RATE * (DUR > 3 ? 3 : DUR)))
+    out=$(nsx client "$BT" lat "$(target_addr "$peer")" "$(target_port "$peer" 80)" $LAT_RATE $n $((DUR + 5)))
+    set -- $out # ok N err E p50_us A p90_us B p99_us C max_us D
+    record "$run" "$peer" p50_ms "$(awk -v u="$6" 'BEGIN { printf "%.3f", u / 1000 }')"
+    record "$run" "$peer" p99_ms "$(awk -v u="${10}" 'BEGIN { printf "%.3f", u / 1000 }')"
+    record "$run" "$peer" lat_errors "$4"
+    log "  $peer latency at $LAT_RATE conn/s: $out"
+}
+bulk() {
+    local run=$1 peer=$2 gbps
+    nsx client timeout $((DUR + 10)) iperf3 -c "$(target_addr "$peer")" -p 5201 -t "$DUR" -J >"$TMP/iperf3.json" 2>&1 || true
+    gbps=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%.3f" % (d["end"]["sum_received"]["bits_per_second"] / 1e9))' "$TMP/iperf3.json" 2>/dev/null || echo nan)
+    record "$run" "$peer" bulk_gbps "$gbps"
+    log "  $peer bulk: $gbps Gbit/s (load $(load1))"
+}
+
+# --- the runs --------------------------------------------------------------------
+log "machine: $(nproc) CPUs, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+for ((run = 1; run <= RUNS; run++)); do
+    for peer in $PEERS; do
+        log "run $run/$RUNS: $peer"
+        peer_up "$peer"
+        if [[ $peer != haproxy ]]; then
+            udp_pps "$run" "$peer" udp_pps_1gen 1
+            udp_pps "$run" "$peer" udp_pps_2gen 2
+        fi
+        tcp_cps "$run" "$peer"
+        latency "$run" "$peer"
+        bulk "$run" "$peer"
+        peer_down "$peer"
+    done
+done
+
+if ((EXTRAS)) && [[ " $PEERS " == *" lvsd "* ]]; then
+    # Shard scaling: lvsd with 1 and 2 shards.
+    for ((run = 1; run <= RUNS; run++)); do
+        for shards in 1 2; do
+            log "run $run/$RUNS: lvsd with $shards shard(s)"
+            peer_up lvsd "$shards"
+            udp_pps "$run" lvsd "udp_pps_shards${shards}_1gen" 1
+            udp_pps "$run" lvsd "udp_pps_shards${shards}_2gen" 2
+            peer_down lvsd
+        done
+    done
+
+    # Rule swaps under load: 1,000 `lvsadm -e` weight changes while a UDP
+    # load (sequence-numbered, counted by a sink in each real server) and a
+    # wrk load run against lvsd.
+    log "rule swaps under load"
+    peer_up lvsd
+    SWAP_RATE=20000 SWAP_SECS=$((QUICK ? 12 : 20)) SWAPS=1000
+    sink_pids=()
+    for ((i = 1; i <= NRS; i++)); do
+        bgrun "rs$i" "sink$i" "$BT" sink "${RS[i - 1]}" 5354 $((SWAP_RATE * SWAP_SECS + 1)) $((SWAP_SECS + 10)) 2000
+        sink_pids+=("$BG_PID")
+        wait_line "$TMP/sink$i.log" ready 5
+    done
+    bgrun client swapblast "$BT" blast eth0 "$(mac_of $CLIENT)" "$(mac_of $DIR_EXT)" $CLIENT $VIP 54 $FLOWS \
+        $((SWAP_RATE * SWAP_SECS)) "$SWAP_SECS" $SWAP_RATE 1
+    blast_pid=$BG_PID
+    wrk_run lvsd "$SWAP_SECS" 32 "$TMP/swapwrk" >"$TMP/swapwrk.result" &
+    wrk_pid=$!
+    sleep 1
+    t0=$(date +%s.%N) applied=0 failed=0
+    for ((k = 0; k < SWAPS; k++)); do
+        if ((k % 2 == 0)); then args=(-e -t "$VIP:80" -r "${RS[(k / 2) % NRS]}:8080" -m -w $((1 + (k / 2) % 2)))
+        else args=(-e -u "$VIP:54" -r "${RS[(k / 2) % NRS]}:5354" -m -w $((1 + (k / 2) % 2))); fi
+        if lvsadm "${args[@]}" >/dev/null 2>>"$TMP/swap-errors.log"; then applied=$((applied + 1)); else failed=$((failed + 1)); fi
+        (($(date +%s) - ${t0%.*} < SWAP_SECS - 2)) || break
+    done
+    t1=$(date +%s.%N)
+    wait "$wrk_pid" || true
+    wait "$blast_pid" || true
+    for pid in "${sink_pids[@]}"; do wait "$pid" || true; done
+    sent=$(sed -n 's/sent \([0-9]*\).*/\1/p' "$TMP/swapblast.log")
+    uniq=$(cat "$TMP"/sink*.log | awk '/^received/ { u += $4 } END { print u + 0 }')
+    dups=$(cat "$TMP"/sink*.log | awk '/^received/ { d += $6 } END { print d + 0 }')
+    read -r wrk_rps wrk_err <"$TMP/swapwrk.result"
+    conns=$(awk -v r="$wrk_rps" -v s="$SWAP_SECS" 'BEGIN { printf "%.0f", r * s }')
+    record 1 lvsd swap_changes "$applied"
+    record 1 lvsd swap_change_errors "$failed"
+    record 1 lvsd swap_seconds "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')"
+    record 1 lvsd swap_udp_sent "$sent"
+    record 1 lvsd swap_udp_lost "$((sent - uniq))"
+    record 1 lvsd swap_udp_dup "$dups"
+    record 1 lvsd swap_tcp_conns "$conns"
+    record 1 lvsd swap_tcp_errors "$wrk_err"
+    log "  $applied changes ($failed refused) in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s;" \
+        "UDP sent $sent lost $((sent - uniq)) dup $dups; TCP ~$conns connections, $wrk_err errors"
+    peer_down lvsd
+fi
+
+if ((PROFILE)); then
+    # perf (software cpu-clock: this VM has no hardware counters), whole
+    # machine, call graphs, during a UDP and a TCP load.
+    for peer in lvsd nft_dnat; do
+        peer_up "$peer"
+        for load in udp tcp; do
+            log "profiling $peer under $load load"
+            nsx client true
+            perf record -q -a -g -e cpu-clock -F 2000 -o "$TMP/perf-$peer-$load.data" -- sleep "$DUR" >/dev/null 2>&1 &
+            ppid=$!
+            if [[ $load == udp ]]; then
+                dsts=$VIP port=53
+                nsx client timeout $((DUR + 5)) "$BT" blast eth0 "$(mac_of $CLIENT)" "$(mac_of $DIR_EXT)" $CLIENT $dsts $port $FLOWS $((DUR * 5000000)) "$DUR" 0 1 >/dev/null
+            else
+                wrk_run "$peer" "$DUR" 60 "$TMP/pwrk" >/dev/null
+            fi
+            wait "$ppid" || true
+            {
+                echo "# perf record -a -g -e cpu-clock -F 2000, $peer under $load load ($DUR s), $(date -u +%F), load $(cut -d' ' -f1-3 /proc/loadavg)"
+                echo "## by command"
+                perf report -i "$TMP/perf-$peer-$load.data" --stdio --no-children --sort comm 2>/dev/null | grep -v '^#' | grep -v '^$' | grep '%' | head -15
+                echo "## top symbols (self)"
+                perf report -i "$TMP/perf-$peer-$load.data" --stdio --no-children --sort comm,dso,sym -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -60
+            } >"$TMP/profile-$peer-$load.txt"
+            ((WRITE)) && cp "$TMP/profile-$peer-$load.txt" docs/bench/
+        done
+        peer_down "$peer"
+    done
+fi
+
+# --- the report ----------------------------------------------------------------------
+OUT=$TMP/report
+mkdir -p "$OUT"
+MACHINE="$(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(free -g | awk '/^Mem:/ { print $2 }') GiB, kernel $(uname -r)"
+CMDLINE="tests/bench.sh${QUICK:+ }$( ((QUICK)) && echo --quick)"
+python3 tests/bench/report.py --raw "$RAW" --out "$OUT" --machine "$MACHINE" \
+    --command "sudo $CMDLINE (runs $RUNS, ${DUR} s per load)" --date "$(date -u '+%F %H:%M UTC')" \
+    --loadavg "$(cut -d' ' -f1-3 /proc/loadavg)"
+cat "$OUT/table.md"
+if ((WRITE)); then
+    mkdir -p docs/bench
+    cp "$OUT/results.json" "$OUT/results-full.json" "$OUT/plot.svg" "$OUT/table.md" docs/bench/
+    cp "$RAW" docs/bench/raw.tsv
+    python3 tests/bench/report.py --splice docs/benchmarks.md --table "$OUT/table.md"
+    log "wrote docs/bench/ and the table in docs/benchmarks.md"
+else
+    log "results in $OUT (removed on exit; --write keeps them)"
+    cp -r "$OUT" "/tmp/$P-report" && log "copied to /tmp/$P-report"
+fi

@@ -1,0 +1,951 @@
+//! Every forwarding method end to end (issue 4): direct routing, IP-in-IP
+//! tunneling, local node, methods mixed in one service, ICMP, and IPv6 —
+//! real curl and UDP clients in the client namespace, lvsd in the director,
+//! real servers behind the LAN bridge set up for their method by
+//! [`Lab::build`] (DR/TUN servers hold the VIP on lo and answer the client
+//! directly over the LAN; TUN servers decapsulate with `lvs-tundecap`).
+//!
+//! The `*_wiring_without_lvsd` tests check the lab itself, with the
+//! director's kernel (or a hand-made packet) standing in for lvsd, so a
+//! failure of the other tests points at lvsd rather than at the lab.
+
+mod support;
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use support::{
+    count, curl_many, mac_of, Fwd, Lab, LabOptions, CLIENT_ADDR, CLIENT_ADDR6, DIRECTOR_EXT,
+    DIRECTOR_INT, DIRECTOR_INT6, VIP, VIP6,
+};
+
+// ---------------------------------------------------------------------------
+// Configs and lvsadm
+
+/// One `[[service]]` of an lvsd config.
+struct Service<'a> {
+    protocol: &'a str,
+    /// `198.19.0.100:80` or `[fd00:198:19::100]:80`.
+    address: String,
+    scheduler: &'a str,
+    /// (address as the config writes it, weight, method).
+    dests: Vec<(String, u32, Fwd)>,
+}
+
+/// An lvsd config: both interfaces, one shard, the admin socket in the
+/// lab's directory, and `services`.
+fn config(services: &[Service]) -> String {
+    let mut s = r#"[daemon]
+interfaces = ["ext0", "int0"]
+shards = 1
+admin_socket = "lvsd.sock"
+socket_mode = "0666"
+buffers = 256
+log = "info"
+"#
+    .to_owned();
+    for svc in services {
+        s += &format!(
+            "\n[[service]]\nprotocol = \"{}\"\naddress = \"{}\"\nscheduler = \"{}\"\n",
+            svc.protocol, svc.address, svc.scheduler
+        );
+        for (addr, weight, method) in &svc.dests {
+            s += &format!(
+                "\n  [[service.real_server]]\n  address = \"{addr}\"\n  weight = {weight}\n  method = \"{}\"\n",
+                method.config_name()
+            );
+        }
+    }
+    s
+}
+
+/// `ip:port` / `[ip6]:port`, as ipvsadm -n prints it.
+fn sa(ip: impl Into<IpAddr>, port: u16) -> String {
+    SocketAddr::new(ip.into(), port).to_string()
+}
+
+/// A TCP service on `vip:port` whose real servers are the lab's rs1..rsN,
+/// each with its lab method, its weight and `port` (NAT) or no port (DR and
+/// TUN: the service's).
+fn lab_service(lab: &Lab, v6: bool, port: u16, nat_port: u16, weights: &[u32]) -> Service<'static> {
+    let vip: IpAddr = if v6 { VIP6.into() } else { VIP.into() };
+    let dests = weights
+        .iter()
+        .enumerate()
+        .map(|(k, w)| {
+            let i = k + 1;
+            let ip: IpAddr = if v6 {
+                lab.rs_addr6(i).into()
+            } else {
+                lab.rs_addr(i).into()
+            };
+            let addr = match lab.method(i) {
+                Fwd::Nat => sa(ip, nat_port),
+                Fwd::Dr | Fwd::Tun => ip.to_string(),
+            };
+            (addr, *w, lab.method(i))
+        })
+        .collect();
+    Service {
+        protocol: "tcp",
+        address: sa(vip, port),
+        scheduler: if weights.iter().all(|w| *w == weights[0]) {
+            "rr"
+        } else {
+            "wrr"
+        },
+        dests,
+    }
+}
+
+/// The line ipvsadm -L -n prints for a destination (before the counters).
+fn dest_line(addr: &str, forward: &str, weight: u32) -> String {
+    format!("  -> {addr:<28} {forward:<7} {weight:<6} ")
+}
+
+fn lvsadm_ok(lab: &Lab, args: &[&str]) -> String {
+    let out = lab.lvsadm(args);
+    assert!(
+        out.status.success(),
+        "lvsadm {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+// ---------------------------------------------------------------------------
+// Clients
+
+/// One bounded HTTP GET from the client; `-g` so that `[v6]` is no glob.
+fn curl1(lab: &Lab, url: &str) -> Result<String, String> {
+    let out = lab.exec_timeout(
+        "client",
+        &[
+            "curl",
+            "-g",
+            "-sS",
+            "--connect-timeout",
+            "2",
+            "--max-time",
+            "5",
+            url,
+        ],
+        Duration::from_secs(10),
+    );
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Waits (at most 10 s) until `url` answers from the client, so lvsd has
+/// resolved the real servers; panics with lvsd's log otherwise.
+fn wait_answer(lab: &Lab, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last;
+    loop {
+        match curl1(lab, url) {
+            Ok(body) if !body.is_empty() => return,
+            Ok(_) => last = "an empty body".to_owned(),
+            Err(e) => last = e,
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no answer from {url} within 10 s (last: {last}); lvsd log:\n{}",
+            lab.lvsd_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Counts, in the client's kernel, the TCP segments from VIP:80 and
+/// [VIP6]:80 by the interface they came in on: replies through the director
+/// arrive on eth0, replies straight from a DR/TUN real server on lan0.
+struct ReplyCounters<'a> {
+    lab: &'a Lab,
+}
+
+impl<'a> ReplyCounters<'a> {
+    fn install(lab: &'a Lab) -> Self {
+        let mut rules = "table inet lvsmeth {\n  chain in { type filter hook input priority 0; policy accept;\n".to_owned();
+        for ifname in ["lan0", "eth0"] {
+            rules += &format!("    iifname \"{ifname}\" ip saddr {VIP} tcp sport 80 counter\n");
+            rules += &format!("    iifname \"{ifname}\" ip6 saddr {VIP6} tcp sport 80 counter\n");
+        }
+        rules += "  }\n}\n";
+        let path = lab.dir.join("replies.nft");
+        std::fs::write(&path, rules).unwrap();
+        lab.exec_ok("client", &["nft", "-f", path.to_str().unwrap()])
+            .expect("installing the client's reply counters");
+        ReplyCounters { lab }
+    }
+
+    /// Packets from the VIP (`v6`: VIP6) port 80 that came in on `ifname`.
+    fn packets(&self, ifname: &str, v6: bool) -> u64 {
+        let text = self
+            .lab
+            .exec_ok("client", &["nft", "list", "table", "inet", "lvsmeth"])
+            .unwrap();
+        let what = if v6 {
+            format!("iifname \"{ifname}\" ip6 saddr {VIP6} tcp sport 80 counter packets ")
+        } else {
+            format!("iifname \"{ifname}\" ip saddr {VIP} tcp sport 80 counter packets ")
+        };
+        let line = text
+            .lines()
+            .find(|l| l.contains(&what))
+            .unwrap_or_else(|| panic!("no {what:?} in\n{text}"));
+        let rest = &line[line.find(&what).unwrap() + what.len()..];
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
+    /// Asserts that replies came straight over the LAN, none via eth0.
+    fn assert_direct(&self, v6: bool) {
+        let (lan, eth) = (self.packets("lan0", v6), self.packets("eth0", v6));
+        assert!(lan > 0, "no reply came in on the client's lan0");
+        assert_eq!(
+            eth, 0,
+            "{eth} replies came back through the director (eth0), {lan} directly (lan0)"
+        );
+    }
+}
+
+fn last_os_error(what: &str) -> io::Error {
+    let e = io::Error::last_os_error();
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+fn raw_socket(family: libc::c_int, protocol: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: socket() has no memory-safety preconditions.
+    let fd = unsafe { libc::socket(family, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) };
+    if fd < 0 {
+        return Err(last_os_error("raw socket"));
+    }
+    // SAFETY: a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn set_recv_timeout(fd: &OwnedFd, t: Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(1),
+        tv_usec: libc::suseconds_t::from(t.subsec_micros()),
+    };
+    // SAFETY: the option value is a live timeval of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            std::ptr::addr_of!(tv).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(last_os_error("SO_RCVTIMEO"));
+    }
+    Ok(())
+}
+
+fn sockaddr_in(ip: Ipv4Addr) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(ip.octets()),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+fn sockaddr_in6(ip: Ipv6Addr) -> libc::sockaddr_in6 {
+    libc::sockaddr_in6 {
+        sin6_family: libc::AF_INET6 as libc::sa_family_t,
+        sin6_port: 0,
+        sin6_flowinfo: 0,
+        sin6_addr: libc::in6_addr {
+            s6_addr: ip.octets(),
+        },
+        sin6_scope_id: 0,
+    }
+}
+
+fn send_to_v4(fd: &OwnedFd, to: Ipv4Addr, pkt: &[u8]) -> io::Result<()> {
+    let addr = sockaddr_in(to);
+    // SAFETY: pkt and addr are live for the call, with the lengths given.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            pkt.as_ptr().cast(),
+            pkt.len(),
+            0,
+            std::ptr::addr_of!(addr).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if n < 0 {
+        return Err(last_os_error("sendto"));
+    }
+    Ok(())
+}
+
+fn send_to_v6(fd: &OwnedFd, to: Ipv6Addr, pkt: &[u8]) -> io::Result<()> {
+    let addr = sockaddr_in6(to);
+    // SAFETY: pkt and addr are live for the call, with the lengths given.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            pkt.as_ptr().cast(),
+            pkt.len(),
+            0,
+            std::ptr::addr_of!(addr).cast(),
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+        )
+    };
+    if n < 0 {
+        return Err(last_os_error("sendto"));
+    }
+    Ok(())
+}
+
+/// The Internet checksum of `data`, starting from the partial sum `sum`.
+fn checksum(data: &[u8], mut sum: u32) -> u16 {
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        sum += u32::from(*last) << 8;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Sends `count` ICMP echo requests to `dst` from a raw socket in
+/// namespace `ns`, one at a time, waiting up to `wait` for each answer;
+/// returns how many were answered (by `dst`, with our id and sequence).
+fn icmp_echo(lab: &Lab, ns: &str, dst: Ipv4Addr, count: u16, wait: Duration) -> usize {
+    lab.in_ns(ns, || {
+        let fd = raw_socket(libc::AF_INET, libc::IPPROTO_ICMP).expect("raw ICMP socket");
+        set_recv_timeout(&fd, Duration::from_millis(100)).unwrap();
+        let id = (std::process::id() & 0xffff) as u16;
+        let mut answered = 0;
+        for seq in 1..=count {
+            let mut req = vec![8u8, 0, 0, 0];
+            req.extend_from_slice(&id.to_be_bytes());
+            req.extend_from_slice(&seq.to_be_bytes());
+            req.extend_from_slice(b"lvs-methods-echo-payload");
+            let c = checksum(&req, 0);
+            req[2..4].copy_from_slice(&c.to_be_bytes());
+            send_to_v4(&fd, dst, &req).expect("sending an echo request");
+            let deadline = Instant::now() + wait;
+            let mut buf = [0u8; 2048];
+            while Instant::now() < deadline {
+                // SAFETY: buf is live and writable for its length.
+                let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                let Ok(n) = usize::try_from(n) else { continue };
+                let p = &buf[..n];
+                if n < 28 {
+                    continue;
+                }
+                let ihl = usize::from(p[0] & 0x0f) * 4;
+                let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+                let icmp = &p[ihl..];
+                if src == dst
+                    && icmp.len() >= 8
+                    && icmp[0] == 0
+                    && icmp[4..6] == id.to_be_bytes()
+                    && icmp[6..8] == seq.to_be_bytes()
+                {
+                    answered += 1;
+                    break;
+                }
+            }
+        }
+        answered
+    })
+}
+
+/// From a connected UDP socket in the client bound to `from`, sends to
+/// `to` (up to 5 tries, 1 s apart) until a receive fails with
+/// ECONNREFUSED: the ICMP port unreachable came back. Errs with what
+/// happened instead.
+fn udp_refused(lab: &Lab, from: SocketAddr, to: SocketAddr) -> Result<(), String> {
+    lab.in_ns("client", || {
+        let s = UdpSocket::bind(from).map_err(|e| format!("bind {from}: {e}"))?;
+        s.connect(to).map_err(|e| format!("connect {to}: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut seen = Vec::new();
+        for i in 0..5 {
+            if let Err(e) = s.send(format!("probe{i}").as_bytes()) {
+                if e.kind() == io::ErrorKind::ConnectionRefused {
+                    return Ok(()); // the error of the previous probe
+                }
+                seen.push(format!("send: {e}"));
+                continue;
+            }
+            let mut buf = [0u8; 512];
+            match s.recv(&mut buf) {
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Ok(()),
+                Err(e) => seen.push(format!("recv: {e}")),
+                Ok(n) => seen.push(format!(
+                    "a reply {:?}",
+                    String::from_utf8_lossy(&buf[..n])
+                )),
+            }
+        }
+        Err(format!("no ECONNREFUSED from {to}: {seen:?}"))
+    })
+}
+
+/// The client's route to `dst` as `ip route get` shows it (with any
+/// cached path MTU).
+fn route_get(lab: &Lab, dst: &str) -> String {
+    lab.exec_ok("client", &["ip", "route", "get", dst]).unwrap()
+}
+
+/// Uploads `size` bytes from the client with `curl -T` to `url` and
+/// returns the response head (which has the server's `X-Received`).
+fn upload(lab: &Lab, url: &str, size: usize, max_time: u32) -> Result<String, String> {
+    let file = lab.dir.join("upload.bin");
+    std::fs::write(&file, vec![b'u'; size]).unwrap();
+    let max = max_time.to_string();
+    let out = lab.exec_timeout(
+        "client",
+        &[
+            "curl",
+            "-g",
+            "-sS",
+            "--connect-timeout",
+            "2",
+            "--max-time",
+            &max,
+            "-H",
+            "Expect:",
+            "-T",
+            file.to_str().unwrap(),
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            url,
+        ],
+        Duration::from_secs(u64::from(max_time) + 5),
+    );
+    let head = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(head)
+    } else {
+        Err(format!(
+            "{} {}{head}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The lab itself, without lvsd
+
+/// DR wiring: the director's kernel forwards the VIP to rs1's MAC (a route
+/// via rs1 and a static neighbour — exactly a DR frame); rs1 answers from
+/// the VIP on lo straight to the client's lan0, over IPv4 and IPv6; the
+/// real servers do not answer ARP for the VIP; the client's TCP adapts to a
+/// smaller MTU on the way (the same steps tun_path_mtu takes); the ICMP
+/// echo and port-unreachable helpers work.
+#[test]
+fn dr_wiring_without_lvsd() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = Lab::build("drwire", LabOptions::uniform(2, Fwd::Dr).with_ipv6()).expect("lab");
+    for i in 1..=2 {
+        lab.spawn_rs_server(i, Some(80), None).expect("testsrv");
+    }
+    let counters = ReplyCounters::install(&lab);
+    lab.sysctl("director", "ipv4/ip_forward", "1").unwrap();
+    lab.sysctl("director", "ipv6/conf/all/forwarding", "1").unwrap();
+    let (rs1, rs1_6) = (lab.rs_addr(1), lab.rs_addr6(1));
+    let mac = mac_of(rs1);
+    for line in [
+        format!("neigh replace {rs1} lladdr {mac} dev int0 nud permanent"),
+        format!("-6 neigh replace {rs1_6} lladdr {mac} dev int0 nud permanent"),
+        format!("route add {VIP}/32 via {rs1} dev int0"),
+        format!("-6 route add {VIP6}/128 via {rs1_6} dev int0"),
+    ] {
+        lab.ip_ok("director", &line).unwrap();
+    }
+    for _ in 0..5 {
+        assert_eq!(curl1(&lab, "http://198.19.0.100/").unwrap(), "rs1\n");
+        assert_eq!(curl1(&lab, "http://[fd00:198:19::100]/").unwrap(), "rs1\n");
+    }
+    // curl's URL glob leaves an IPv6 literal alone (curl_many uses it).
+    let bodies = curl_many(&lab, "http://[fd00:198:19::100]/", 5);
+    assert_eq!(count(&bodies), [("rs1".to_owned(), 5)].into());
+    counters.assert_direct(false);
+    counters.assert_direct(true);
+    // The direct path also works without the director: the client reaches
+    // the real servers over lan0.
+    assert_eq!(curl1(&lab, "http://198.18.1.12/").unwrap(), "rs2\n");
+    assert_eq!(curl1(&lab, "http://[fd00:198:18:1::12]/").unwrap(), "rs2\n");
+
+    // The helpers: the director's kernel answers an echo; rs2 has no UDP
+    // listener on port 9, and its port unreachable reaches the client.
+    assert_eq!(icmp_echo(&lab, "client", DIRECTOR_EXT, 2, Duration::from_secs(2)), 2);
+    udp_refused(
+        &lab,
+        SocketAddr::new(support::CLIENT_LAN.into(), 0),
+        SocketAddr::new(lab.rs_addr(2).into(), 9),
+    )
+    .unwrap();
+
+    // A smaller MTU on the director's LAN side: a 2 MB upload still
+    // completes and the client's route cache learns the path MTU.
+    lab.set_mtu("director", "int0", 1400).unwrap();
+    lab.set_mtu("lan", "dir0", 1400).unwrap();
+    let head = upload(&lab, "http://198.19.0.100/upload", 2 << 20, 15).expect("upload");
+    assert!(head.contains("X-Received: 2097152"), "{head}");
+    let route = route_get(&lab, "198.19.0.100");
+    assert!(route.contains("mtu 1400"), "{route}");
+
+    // Nobody on the LAN answers ARP for the VIP (arp_ignore=1).
+    lab.ip_ok("client", &format!("route add {VIP}/32 dev lan0")).unwrap();
+    assert!(curl1(&lab, "http://198.19.0.100/").is_err(), "the VIP answered on the LAN");
+    let neigh = lab
+        .exec_ok("client", &["ip", "neigh", "show", &VIP.to_string(), "dev", "lan0"])
+        .unwrap();
+    assert!(!neigh.contains("lladdr"), "a real server answered ARP for the VIP: {neigh}");
+}
+
+/// The inner IPv4/UDP packet `from` -> `to` with `payload` (UDP checksum 0).
+fn udp4_packet(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let (IpAddr::V4(src), IpAddr::V4(dst)) = (from.ip(), to.ip()) else {
+        panic!("IPv4 only");
+    };
+    let total = u16::try_from(28 + payload.len()).unwrap();
+    let mut p = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    p[2..4].copy_from_slice(&total.to_be_bytes());
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    let c = checksum(&p, 0);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&from.port().to_be_bytes());
+    p.extend_from_slice(&to.port().to_be_bytes());
+    p.extend_from_slice(&(total - 20).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(payload);
+    p
+}
+
+/// The inner IPv6/UDP packet `from` -> `to` with `payload`.
+fn udp6_packet(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let (IpAddr::V6(src), IpAddr::V6(dst)) = (from.ip(), to.ip()) else {
+        panic!("IPv6 only");
+    };
+    let len = u16::try_from(8 + payload.len()).unwrap();
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&from.port().to_be_bytes());
+    udp.extend_from_slice(&to.port().to_be_bytes());
+    udp.extend_from_slice(&len.to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(payload);
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src.octets());
+    pseudo.extend_from_slice(&dst.octets());
+    pseudo.extend_from_slice(&u32::from(len).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 17]);
+    pseudo.extend_from_slice(&udp);
+    let c = checksum(&pseudo, 0);
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    let mut p = vec![0x60, 0, 0, 0];
+    p.extend_from_slice(&len.to_be_bytes());
+    p.extend_from_slice(&[17, 64]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&udp);
+    p
+}
+
+/// TUN wiring: IP-in-IP packets made by hand in the director (protocol 4
+/// over IPv4, next header 41 over IPv6) carry a client -> VIP:53 datagram
+/// to each real server; lvs-tundecap hands the inner packet to the kernel,
+/// and the server's reply (from the VIP) reaches the client over the LAN.
+#[test]
+fn tun_wiring_without_lvsd() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = Lab::build("tunwire", LabOptions::uniform(2, Fwd::Tun).with_ipv6()).expect("lab");
+    for i in 1..=2 {
+        lab.spawn_rs_server(i, None, Some(53)).expect("testsrv");
+        assert!(lab.tundecap(i).is_some(), "rs{i} runs lvs-tundecap");
+    }
+    let c4 = SocketAddr::new(CLIENT_ADDR.into(), 40_053);
+    let c6 = SocketAddr::new(CLIENT_ADDR6.into(), 40_053);
+    // Bound inside the client's namespace; the sockets stay there.
+    let (s4, s6) = lab.in_ns("client", || {
+        (UdpSocket::bind(c4).expect("bind v4"), UdpSocket::bind(c6).expect("bind v6"))
+    });
+    for s in [&s4, &s6] {
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    }
+    let vip4 = SocketAddr::new(VIP.into(), 53);
+    let vip6 = SocketAddr::new(VIP6.into(), 53);
+    for i in 1..=2 {
+        let (rs, rs6) = (lab.rs_addr(i), lab.rs_addr6(i));
+        let inner4 = udp4_packet(c4, vip4, format!("hello{i}").as_bytes());
+        let inner6 = udp6_packet(c6, vip6, format!("hello6-{i}").as_bytes());
+        lab.in_ns("director", || {
+            // IPPROTO_RAW: we write the outer header (the kernel fills in
+            // its checksum, id and length).
+            let fd = raw_socket(libc::AF_INET, libc::IPPROTO_RAW).expect("raw v4");
+            let mut outer = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 4, 0, 0];
+            let total = u16::try_from(20 + inner4.len()).unwrap();
+            outer[2..4].copy_from_slice(&total.to_be_bytes());
+            outer.extend_from_slice(&DIRECTOR_INT.octets());
+            outer.extend_from_slice(&rs.octets());
+            outer.extend_from_slice(&inner4);
+            send_to_v4(&fd, rs, &outer).expect("sending IPIP");
+            // Next header 41: the kernel writes the outer IPv6 header.
+            let fd6 = raw_socket(libc::AF_INET6, libc::IPPROTO_IPV6).expect("raw v6");
+            send_to_v6(&fd6, rs6, &inner6).expect("sending IP6IP6");
+        });
+        let mut buf = [0u8; 512];
+        let (n, from) = s4.recv_from(&mut buf).expect("the IPv4 reply through the tunnel");
+        assert_eq!(from, vip4);
+        assert_eq!(&buf[..n], format!("rs{i} hello{i}").as_bytes());
+        let (n, from) = s6.recv_from(&mut buf).expect("the IPv6 reply through the tunnel");
+        assert_eq!(from, vip6);
+        assert_eq!(&buf[..n], format!("rs{i} hello6-{i}").as_bytes());
+        let _ = DIRECTOR_INT6;
+    }
+    for i in 1..=2 {
+        let id = lab.tundecap(i).unwrap();
+        let status = lab.stop(id).expect("stopping lvs-tundecap");
+        assert!(status.success(), "lvs-tundecap exited {status}");
+        let log = lab.log(id);
+        assert!(log.contains("decapsulated v4=1 v6=1 bad=0"), "{log}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Through lvsd
+
+/// A lab of `opts` whose real servers serve HTTP (`nat_port` for NAT ones,
+/// 80 for DR/TUN), with lvsd started on `cfg`, answering through `url`.
+fn lab_with_lvsd(name: &str, opts: LabOptions, nat_port: u16, cfg: impl Fn(&Lab) -> String, url: &str) -> Lab {
+    let lab = Lab::build(name, opts).expect("building the lab");
+    for i in 1..=lab.real_servers() {
+        let port = if lab.method(i) == Fwd::Nat { nat_port } else { 80 };
+        lab.spawn_rs_server(i, Some(port), None).expect("real server");
+    }
+    lab.start_lvsd(&cfg(&lab)).expect("starting lvsd");
+    wait_answer(&lab, url);
+    lab
+}
+
+#[test]
+fn dr_forwards_and_rs_answers_directly() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = lab_with_lvsd(
+        "dr",
+        LabOptions::uniform(2, Fwd::Dr),
+        80,
+        |lab| config(&[lab_service(lab, false, 80, 80, &[1, 3])]),
+        "http://198.19.0.100/",
+    );
+    let counters = ReplyCounters::install(&lab);
+    let bodies = curl_many(&lab, "http://198.19.0.100/", 200);
+    let counts = count(&bodies);
+    let rs1 = counts.get("rs1").copied().unwrap_or(0);
+    let rs2 = counts.get("rs2").copied().unwrap_or(0);
+    assert_eq!(rs1 + rs2, 200, "every request answered: {counts:?}");
+    let share = rs1 as f64 / 200.0;
+    assert!(
+        (share - 0.25).abs() <= 0.05,
+        "rs1 got {rs1} of 200, expected 25% +- 5%: {counts:?}"
+    );
+    counters.assert_direct(false);
+    let list = lvsadm_ok(&lab, &["-L", "-n"]);
+    assert!(list.contains("TCP  198.19.0.100:80 wrr"), "{list}");
+    assert!(list.contains(&dest_line("198.18.1.11:80", "Route", 1)), "{list}");
+    assert!(list.contains(&dest_line("198.18.1.12:80", "Route", 3)), "{list}");
+}
+
+/// As ipvsadm: a -g (or -i) destination takes the service's port whatever
+/// port it is given.
+#[test]
+fn dr_port_cannot_be_remapped() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = lab_with_lvsd(
+        "drport",
+        LabOptions::uniform(2, Fwd::Dr),
+        80,
+        |lab| config(&[lab_service(lab, false, 80, 80, &[1])]),
+        "http://198.19.0.100/",
+    );
+    lvsadm_ok(
+        &lab,
+        &["-a", "-t", "198.19.0.100:80", "-r", "198.18.1.12:8080", "-g", "-w", "1"],
+    );
+    let list = lvsadm_ok(&lab, &["-L", "-n"]);
+    assert!(list.contains(&dest_line("198.18.1.12:80", "Route", 1)), "{list}");
+    assert!(!list.contains(":8080"), "{list}");
+    // And rs2, which listens on 80 only, really is reached.
+    let counts = count(&curl_many(&lab, "http://198.19.0.100/", 20));
+    assert_eq!(counts.get("rs1"), Some(&10), "{counts:?}");
+    assert_eq!(counts.get("rs2"), Some(&10), "{counts:?}");
+}
+
+#[test]
+fn tun_forwards_over_ipip() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = lab_with_lvsd(
+        "tun",
+        LabOptions::uniform(2, Fwd::Tun),
+        80,
+        |lab| config(&[lab_service(lab, false, 80, 80, &[1, 1])]),
+        "http://198.19.0.100/",
+    );
+    let counters = ReplyCounters::install(&lab);
+    let counts = count(&curl_many(&lab, "http://198.19.0.100/", 100));
+    assert_eq!(counts.get("rs1"), Some(&50), "{counts:?}");
+    assert_eq!(counts.get("rs2"), Some(&50), "{counts:?}");
+    counters.assert_direct(false);
+    let list = lvsadm_ok(&lab, &["-L", "-n"]);
+    assert!(list.contains("TCP  198.19.0.100:80 rr"), "{list}");
+    assert!(list.contains(&dest_line("198.18.1.11:80", "Tunnel", 1)), "{list}");
+    assert!(list.contains(&dest_line("198.18.1.12:80", "Tunnel", 1)), "{list}");
+}
+
+/// The director's LAN side has MTU 1400, so a full-size segment from the
+/// client (1500 bytes, DF) does not fit once encapsulated: lvsd answers
+/// "fragmentation needed" with 1400 - 20, the client's TCP adapts, and a
+/// 2 MB upload through the tunnel completes.
+#[test]
+fn tun_path_mtu() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = Lab::build("tunmtu", LabOptions::uniform(1, Fwd::Tun)).expect("lab");
+    lab.spawn_rs_server(1, Some(80), None).expect("testsrv");
+    lab.set_mtu("director", "int0", 1400).unwrap();
+    lab.set_mtu("lan", "dir0", 1400).unwrap();
+    lab.start_lvsd(&config(&[lab_service(&lab, false, 80, 80, &[1])]))
+        .expect("lvsd");
+    wait_answer(&lab, "http://198.19.0.100/");
+    let head = upload(&lab, "http://198.19.0.100/upload", 2 << 20, 15).unwrap_or_else(|e| {
+        panic!(
+            "the upload through the tunnel failed: {e}\nclient route: {}\nlvsd log:\n{}",
+            route_get(&lab, "198.19.0.100"),
+            lab.lvsd_log()
+        )
+    });
+    assert!(head.contains("X-Received: 2097152"), "{head}");
+    let route = route_get(&lab, "198.19.0.100");
+    assert!(route.contains("mtu 1380"), "the client's path MTU: {route}");
+}
+
+/// A destination that is the director's own address is served by the
+/// director's own stack (ipvsadm shows it as "Local").
+#[test]
+fn local_node() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = Lab::build("local", LabOptions::uniform(1, Fwd::Dr)).expect("lab");
+    lab.spawn_rs_server(1, Some(80), None).expect("rs1");
+    lab.add_director_vip().unwrap();
+    lab.spawn_testsrv_in(
+        "director",
+        "director",
+        &["0.0.0.0:80".parse().unwrap()],
+        &[],
+        &[],
+    )
+    .expect("the director's own server");
+    let svc = Service {
+        protocol: "tcp",
+        address: "198.19.0.100:80".into(),
+        scheduler: "rr",
+        dests: vec![
+            ("198.18.1.11".into(), 1, Fwd::Dr),
+            (format!("{DIRECTOR_EXT}:80"), 1, Fwd::Dr),
+        ],
+    };
+    lab.start_lvsd(&config(&[svc])).expect("lvsd");
+    wait_answer(&lab, "http://198.19.0.100/");
+    let counts = count(&curl_many(&lab, "http://198.19.0.100/", 40));
+    assert_eq!(counts.values().sum::<usize>(), 40, "{counts:?}");
+    assert!(counts.get("rs1").copied().unwrap_or(0) >= 10, "{counts:?}");
+    assert!(counts.get("director").copied().unwrap_or(0) >= 10, "{counts:?}");
+    let list = lvsadm_ok(&lab, &["-L", "-n"]);
+    assert!(list.contains(&dest_line("198.18.1.11:80", "Route", 1)), "{list}");
+    assert!(list.contains(&dest_line("198.18.0.1:80", "Local", 1)), "{list}");
+}
+
+#[test]
+fn mixed_methods_in_one_service() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = lab_with_lvsd(
+        "mixed",
+        LabOptions::mixed(&[Fwd::Nat, Fwd::Dr, Fwd::Tun]),
+        8080,
+        |lab| config(&[lab_service(lab, false, 80, 8080, &[1, 1, 1])]),
+        "http://198.19.0.100/",
+    );
+    let counts = count(&curl_many(&lab, "http://198.19.0.100/", 300));
+    assert_eq!(counts.values().sum::<usize>(), 300, "{counts:?}");
+    for rs in ["rs1", "rs2", "rs3"] {
+        assert!(
+            counts.get(rs).copied().unwrap_or(0) >= 80,
+            "{rs} got too few of 300 (rr): {counts:?}"
+        );
+    }
+    let list = lvsadm_ok(&lab, &["-L", "-n"]);
+    assert!(list.contains(&dest_line("198.18.1.11:8080", "Masq", 1)), "{list}");
+    assert!(list.contains(&dest_line("198.18.1.12:80", "Route", 1)), "{list}");
+    assert!(list.contains(&dest_line("198.18.1.13:80", "Tunnel", 1)), "{list}");
+}
+
+/// Echo requests to a VIP (not an address of the director's kernel) are
+/// answered by lvsd.
+#[test]
+fn icmp_echo_to_vip() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = lab_with_lvsd(
+        "echo",
+        LabOptions::uniform(1, Fwd::Nat),
+        8080,
+        |lab| config(&[lab_service(lab, false, 80, 8080, &[1])]),
+        "http://198.19.0.100/",
+    );
+    let addrs = lab.exec_ok("director", &["ip", "addr"]).unwrap();
+    assert!(!addrs.contains("198.19.0.100"), "the VIP is a director address: {addrs}");
+    let answered = icmp_echo(&lab, "client", VIP, 3, Duration::from_secs(2));
+    assert_eq!(answered, 3, "echo replies from the VIP; lvsd log:\n{}", lab.lvsd_log());
+}
+
+/// NAT: a datagram to a UDP service whose real server has no listener
+/// makes the real server send ICMP port unreachable; lvsd rewrites it (outer
+/// source and the embedded header back to the VIP) and the client's
+/// connected socket gets ECONNREFUSED.
+#[test]
+fn icmp_port_unreachable_reaches_client() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = lab_with_lvsd(
+        "unreach",
+        LabOptions::uniform(1, Fwd::Nat),
+        8080,
+        |lab| {
+            let udp = Service {
+                protocol: "udp",
+                address: "198.19.0.100:53".into(),
+                scheduler: "rr",
+                dests: vec![(sa(lab.rs_addr(1), 5353), 1, Fwd::Nat)],
+            };
+            config(&[lab_service(lab, false, 80, 8080, &[1]), udp])
+        },
+        "http://198.19.0.100/",
+    );
+    udp_refused(
+        &lab,
+        SocketAddr::new(CLIENT_ADDR.into(), 0),
+        SocketAddr::new(VIP.into(), 53),
+    )
+    .unwrap_or_else(|e| panic!("{e}; lvsd log:\n{}", lab.lvsd_log()));
+}
+
+#[test]
+fn ipv6_nat() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = lab_with_lvsd(
+        "v6nat",
+        LabOptions::uniform(2, Fwd::Nat).with_ipv6(),
+        8080,
+        |lab| config(&[lab_service(lab, true, 80, 8080, &[1, 1])]),
+        "http://[fd00:198:19::100]/",
+    );
+    let counts = count(&curl_many(&lab, "http://[fd00:198:19::100]/", 40));
+    assert_eq!(counts.get("rs1"), Some(&20), "{counts:?}");
+    assert_eq!(counts.get("rs2"), Some(&20), "{counts:?}");
+    let list = lvsadm_ok(&lab, &["-L", "-n"]);
+    assert!(list.contains("TCP  [fd00:198:19::100]:80 rr"), "{list}");
+    assert!(list.contains(&dest_line("[fd00:198:18:1::11]:8080", "Masq", 1)), "{list}");
+    assert!(list.contains(&dest_line("[fd00:198:18:1::12]:8080", "Masq", 1)), "{list}");
+
+    // lvsadm takes [addr]:port.
+    lvsadm_ok(&lab, &["-A", "-t", "[fd00:198:19::100]:8000", "-s", "rr"]);
+    lvsadm_ok(
+        &lab,
+        &[
+            "-a",
+            "-t",
+            "[fd00:198:19::100]:8000",
+            "-r",
+            "[fd00:198:18:1::12]:8080",
+            "-m",
+            "-w",
+            "2",
+        ],
+    );
+    let list = lvsadm_ok(&lab, &["-L", "-n"]);
+    assert!(list.contains("TCP  [fd00:198:19::100]:8000 rr"), "{list}");
+    assert!(list.contains(&dest_line("[fd00:198:18:1::12]:8080", "Masq", 2)), "{list}");
+    assert_eq!(curl1(&lab, "http://[fd00:198:19::100]:8000/").unwrap(), "rs2\n");
+}
+
+fn ipv6_direct(name: &str, method: Fwd) {
+    let lab = lab_with_lvsd(
+        name,
+        LabOptions::uniform(2, method).with_ipv6(),
+        80,
+        |lab| config(&[lab_service(lab, true, 80, 80, &[1, 1])]),
+        "http://[fd00:198:19::100]/",
+    );
+    let counters = ReplyCounters::install(&lab);
+    let counts = count(&curl_many(&lab, "http://[fd00:198:19::100]/", 40));
+    assert_eq!(counts.get("rs1"), Some(&20), "{counts:?}");
+    assert_eq!(counts.get("rs2"), Some(&20), "{counts:?}");
+    counters.assert_direct(true);
+    let list = lvsadm_ok(&lab, &["-L", "-n"]);
+    let fwd = method.ipvsadm_name();
+    assert!(list.contains("TCP  [fd00:198:19::100]:80 rr"), "{list}");
+    assert!(list.contains(&dest_line("[fd00:198:18:1::11]:80", fwd, 1)), "{list}");
+    assert!(list.contains(&dest_line("[fd00:198:18:1::12]:80", fwd, 1)), "{list}");
+}
+
+#[test]
+fn ipv6_dr() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    ipv6_direct("v6dr", Fwd::Dr);
+}
+
+#[test]
+fn ipv6_tun() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    ipv6_direct("v6tun", Fwd::Tun);
+}
