@@ -391,7 +391,7 @@ fn raw_socket(ifname: &str) -> i32 {
         let rc = libc::bind(
             fd,
             (&sll as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            u32::try_from(std::mem::size_of::<libc::sockaddr_ll>()).unwrap(),
         );
         assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
         fd
@@ -406,7 +406,7 @@ fn ip_checksum(h: &[u8]) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    !(sum as u16)
+    !u16::try_from(sum).unwrap()
 }
 
 /// One frame of each kind of damage, all addressed to the VIP's service.

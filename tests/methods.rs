@@ -116,6 +116,94 @@ fn lvsadm_ok(lab: &Lab, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Asserts that `n` answers came back, each of `servers` getting n/len
+/// give or take `slack` (rr may start anywhere: the readiness probe and
+/// earlier requests moved it on).
+fn assert_split(
+    counts: &std::collections::BTreeMap<String, usize>,
+    servers: &[&str],
+    n: usize,
+    slack: usize,
+) {
+    assert_eq!(
+        counts.values().sum::<usize>(),
+        n,
+        "every request answered: {counts:?}"
+    );
+    let each = n / servers.len();
+    for s in servers {
+        let got = counts.get(*s).copied().unwrap_or(0);
+        assert!(
+            got.abs_diff(each) <= slack,
+            "{s} answered {got} of {n}, expected {each} +- {slack}: {counts:?}"
+        );
+    }
+}
+
+/// Stops real server `i`'s lvs-tundecap and returns how many IPv4-in-IPv4
+/// and IPv6-in-IPv6 packets it decapsulated (it prints them on exit).
+fn decapsulated(lab: &Lab, i: usize) -> (u64, u64) {
+    let id = lab.tundecap(i).expect("a TUN real server");
+    let status = lab.stop(id).expect("stopping lvs-tundecap");
+    assert!(status.success(), "lvs-tundecap exited {status}");
+    let log = lab.log(id);
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("decapsulated "))
+        .unwrap_or_else(|| panic!("no counters from lvs-tundecap: {log}"));
+    let field = |key: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+    };
+    (field("v4="), field("v6="))
+}
+
+/// Asserts that TUN real server `i` received at least `min` packets of
+/// the given IP version through the tunnel (a TUN real server holds the
+/// VIP on lo, so it would also answer plain DR frames: only this shows
+/// they were encapsulated).
+fn assert_tunneled(lab: &Lab, i: usize, v6: bool, min: u64) {
+    let (v4n, v6n) = decapsulated(lab, i);
+    let got = if v6 { v6n } else { v4n };
+    assert!(
+        got >= min,
+        "rs{i} decapsulated only {got} IPv{} packets (v4={v4n} v6={v6n}), expected >= {min}",
+        if v6 { 6 } else { 4 }
+    );
+}
+
+/// nft counters in namespace `ns`: installs `table inet <name>` with a
+/// `hook` chain holding `rules` (one per line, each ending in `counter`).
+fn install_counters(lab: &Lab, ns: &str, name: &str, hook: &str, rules: &[String]) {
+    let mut text = format!(
+        "table inet {name} {{\n  chain c {{ type filter hook {hook} priority 0; policy accept;\n"
+    );
+    for r in rules {
+        text += &format!("    {r}\n");
+    }
+    text += "  }\n}\n";
+    let path = lab.dir.join(format!("{name}.nft"));
+    std::fs::write(&path, text).unwrap();
+    lab.exec_ok(ns, &["nft", "-f", path.to_str().unwrap()])
+        .unwrap_or_else(|e| panic!("installing counters {name} in {ns}: {e}"));
+}
+
+/// The packet count of the rule containing `rule` in `table inet <name>`.
+fn counter(lab: &Lab, ns: &str, name: &str, rule: &str) -> u64 {
+    let text = lab
+        .exec_ok(ns, &["nft", "list", "table", "inet", name])
+        .unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains(rule))
+        .unwrap_or_else(|| panic!("no rule {rule:?} in\n{text}"));
+    let key = "counter packets ";
+    let rest = &line[line.find(key).expect("a counter") + key.len()..];
+    rest.split_whitespace().next().unwrap().parse().unwrap()
+}
+
 // ---------------------------------------------------------------------------
 // Clients
 
@@ -241,7 +329,7 @@ fn set_recv_timeout(fd: &OwnedFd, t: Duration) -> io::Result<()> {
             libc::SOL_SOCKET,
             libc::SO_RCVTIMEO,
             std::ptr::addr_of!(tv).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            libc::socklen_t::try_from(std::mem::size_of::<libc::timeval>()).unwrap(),
         )
     };
     if r < 0 {
@@ -252,7 +340,7 @@ fn set_recv_timeout(fd: &OwnedFd, t: Duration) -> io::Result<()> {
 
 fn sockaddr_in(ip: Ipv4Addr) -> libc::sockaddr_in {
     libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_family: libc::sa_family_t::try_from(libc::AF_INET).unwrap(),
         sin_port: 0,
         sin_addr: libc::in_addr {
             s_addr: u32::from_ne_bytes(ip.octets()),
@@ -263,7 +351,7 @@ fn sockaddr_in(ip: Ipv4Addr) -> libc::sockaddr_in {
 
 fn sockaddr_in6(ip: Ipv6Addr) -> libc::sockaddr_in6 {
     libc::sockaddr_in6 {
-        sin6_family: libc::AF_INET6 as libc::sa_family_t,
+        sin6_family: libc::sa_family_t::try_from(libc::AF_INET6).unwrap(),
         sin6_port: 0,
         sin6_flowinfo: 0,
         sin6_addr: libc::in6_addr {
@@ -283,7 +371,7 @@ fn send_to_v4(fd: &OwnedFd, to: Ipv4Addr, pkt: &[u8]) -> io::Result<()> {
             pkt.len(),
             0,
             std::ptr::addr_of!(addr).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_in>()).unwrap(),
         )
     };
     if n < 0 {
@@ -302,7 +390,7 @@ fn send_to_v6(fd: &OwnedFd, to: Ipv6Addr, pkt: &[u8]) -> io::Result<()> {
             pkt.len(),
             0,
             std::ptr::addr_of!(addr).cast(),
-            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_in6>()).unwrap(),
         )
     };
     if n < 0 {
@@ -323,7 +411,7 @@ fn checksum(data: &[u8], mut sum: u32) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    !(sum as u16)
+    !u16::try_from(sum).expect("folded to 16 bits")
 }
 
 /// Sends `count` ICMP echo requests to `dst` from a raw socket in
@@ -347,7 +435,8 @@ fn icmp_echo(lab: &Lab, ns: &str, dst: Ipv4Addr, count: u16, wait: Duration) -> 
             let mut buf = [0u8; 2048];
             while Instant::now() < deadline {
                 // SAFETY: buf is live and writable for its length.
-                let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                let n =
+                    unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
                 let Ok(n) = usize::try_from(n) else { continue };
                 let p = &buf[..n];
                 if n < 28 {
@@ -393,10 +482,7 @@ fn udp_refused(lab: &Lab, from: SocketAddr, to: SocketAddr) -> Result<(), String
             match s.recv(&mut buf) {
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Ok(()),
                 Err(e) => seen.push(format!("recv: {e}")),
-                Ok(n) => seen.push(format!(
-                    "a reply {:?}",
-                    String::from_utf8_lossy(&buf[..n])
-                )),
+                Ok(n) => seen.push(format!("a reply {:?}", String::from_utf8_lossy(&buf[..n]))),
             }
         }
         Err(format!("no ECONNREFUSED from {to}: {seen:?}"))
@@ -469,7 +555,8 @@ fn dr_wiring_without_lvsd() {
     }
     let counters = ReplyCounters::install(&lab);
     lab.sysctl("director", "ipv4/ip_forward", "1").unwrap();
-    lab.sysctl("director", "ipv6/conf/all/forwarding", "1").unwrap();
+    lab.sysctl("director", "ipv6/conf/all/forwarding", "1")
+        .unwrap();
     let (rs1, rs1_6) = (lab.rs_addr(1), lab.rs_addr6(1));
     let mac = mac_of(rs1);
     for line in [
@@ -496,7 +583,10 @@ fn dr_wiring_without_lvsd() {
 
     // The helpers: the director's kernel answers an echo; rs2 has no UDP
     // listener on port 9, and its port unreachable reaches the client.
-    assert_eq!(icmp_echo(&lab, "client", DIRECTOR_EXT, 2, Duration::from_secs(2)), 2);
+    assert_eq!(
+        icmp_echo(&lab, "client", DIRECTOR_EXT, 2, Duration::from_secs(2)),
+        2
+    );
     udp_refused(
         &lab,
         SocketAddr::new(support::CLIENT_LAN.into(), 0),
@@ -514,12 +604,22 @@ fn dr_wiring_without_lvsd() {
     assert!(route.contains("mtu 1400"), "{route}");
 
     // Nobody on the LAN answers ARP for the VIP (arp_ignore=1).
-    lab.ip_ok("client", &format!("route add {VIP}/32 dev lan0")).unwrap();
-    assert!(curl1(&lab, "http://198.19.0.100/").is_err(), "the VIP answered on the LAN");
-    let neigh = lab
-        .exec_ok("client", &["ip", "neigh", "show", &VIP.to_string(), "dev", "lan0"])
+    lab.ip_ok("client", &format!("route add {VIP}/32 dev lan0"))
         .unwrap();
-    assert!(!neigh.contains("lladdr"), "a real server answered ARP for the VIP: {neigh}");
+    assert!(
+        curl1(&lab, "http://198.19.0.100/").is_err(),
+        "the VIP answered on the LAN"
+    );
+    let neigh = lab
+        .exec_ok(
+            "client",
+            &["ip", "neigh", "show", &VIP.to_string(), "dev", "lan0"],
+        )
+        .unwrap();
+    assert!(
+        !neigh.contains("lladdr"),
+        "a real server answered ARP for the VIP: {neigh}"
+    );
 }
 
 /// The inner IPv4/UDP packet `from` -> `to` with `payload` (UDP checksum 0).
@@ -589,7 +689,10 @@ fn tun_wiring_without_lvsd() {
     let c6 = SocketAddr::new(CLIENT_ADDR6.into(), 40_053);
     // Bound inside the client's namespace; the sockets stay there.
     let (s4, s6) = lab.in_ns("client", || {
-        (UdpSocket::bind(c4).expect("bind v4"), UdpSocket::bind(c6).expect("bind v6"))
+        (
+            UdpSocket::bind(c4).expect("bind v4"),
+            UdpSocket::bind(c6).expect("bind v6"),
+        )
     });
     for s in [&s4, &s6] {
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -616,10 +719,14 @@ fn tun_wiring_without_lvsd() {
             send_to_v6(&fd6, rs6, &inner6).expect("sending IP6IP6");
         });
         let mut buf = [0u8; 512];
-        let (n, from) = s4.recv_from(&mut buf).expect("the IPv4 reply through the tunnel");
+        let (n, from) = s4
+            .recv_from(&mut buf)
+            .expect("the IPv4 reply through the tunnel");
         assert_eq!(from, vip4);
         assert_eq!(&buf[..n], format!("rs{i} hello{i}").as_bytes());
-        let (n, from) = s6.recv_from(&mut buf).expect("the IPv6 reply through the tunnel");
+        let (n, from) = s6
+            .recv_from(&mut buf)
+            .expect("the IPv6 reply through the tunnel");
         assert_eq!(from, vip6);
         assert_eq!(&buf[..n], format!("rs{i} hello6-{i}").as_bytes());
         let _ = DIRECTOR_INT6;
@@ -638,11 +745,22 @@ fn tun_wiring_without_lvsd() {
 
 /// A lab of `opts` whose real servers serve HTTP (`nat_port` for NAT ones,
 /// 80 for DR/TUN), with lvsd started on `cfg`, answering through `url`.
-fn lab_with_lvsd(name: &str, opts: LabOptions, nat_port: u16, cfg: impl Fn(&Lab) -> String, url: &str) -> Lab {
+fn lab_with_lvsd(
+    name: &str,
+    opts: LabOptions,
+    nat_port: u16,
+    cfg: impl Fn(&Lab) -> String,
+    url: &str,
+) -> Lab {
     let lab = Lab::build(name, opts).expect("building the lab");
     for i in 1..=lab.real_servers() {
-        let port = if lab.method(i) == Fwd::Nat { nat_port } else { 80 };
-        lab.spawn_rs_server(i, Some(port), None).expect("real server");
+        let port = if lab.method(i) == Fwd::Nat {
+            nat_port
+        } else {
+            80
+        };
+        lab.spawn_rs_server(i, Some(port), None)
+            .expect("real server");
     }
     lab.start_lvsd(&cfg(&lab)).expect("starting lvsd");
     wait_answer(&lab, url);
@@ -675,8 +793,14 @@ fn dr_forwards_and_rs_answers_directly() {
     counters.assert_direct(false);
     let list = lvsadm_ok(&lab, &["-L", "-n"]);
     assert!(list.contains("TCP  198.19.0.100:80 wrr"), "{list}");
-    assert!(list.contains(&dest_line("198.18.1.11:80", "Route", 1)), "{list}");
-    assert!(list.contains(&dest_line("198.18.1.12:80", "Route", 3)), "{list}");
+    assert!(
+        list.contains(&dest_line("198.18.1.11:80", "Route", 1)),
+        "{list}"
+    );
+    assert!(
+        list.contains(&dest_line("198.18.1.12:80", "Route", 3)),
+        "{list}"
+    );
 }
 
 /// As ipvsadm: a -g (or -i) destination takes the service's port whatever
@@ -695,15 +819,26 @@ fn dr_port_cannot_be_remapped() {
     );
     lvsadm_ok(
         &lab,
-        &["-a", "-t", "198.19.0.100:80", "-r", "198.18.1.12:8080", "-g", "-w", "1"],
+        &[
+            "-a",
+            "-t",
+            "198.19.0.100:80",
+            "-r",
+            "198.18.1.12:8080",
+            "-g",
+            "-w",
+            "1",
+        ],
     );
     let list = lvsadm_ok(&lab, &["-L", "-n"]);
-    assert!(list.contains(&dest_line("198.18.1.12:80", "Route", 1)), "{list}");
+    assert!(
+        list.contains(&dest_line("198.18.1.12:80", "Route", 1)),
+        "{list}"
+    );
     assert!(!list.contains(":8080"), "{list}");
     // And rs2, which listens on 80 only, really is reached.
     let counts = count(&curl_many(&lab, "http://198.19.0.100/", 20));
-    assert_eq!(counts.get("rs1"), Some(&10), "{counts:?}");
-    assert_eq!(counts.get("rs2"), Some(&10), "{counts:?}");
+    assert_split(&counts, &["rs1", "rs2"], 20, 2);
 }
 
 #[test]
@@ -720,13 +855,22 @@ fn tun_forwards_over_ipip() {
     );
     let counters = ReplyCounters::install(&lab);
     let counts = count(&curl_many(&lab, "http://198.19.0.100/", 100));
-    assert_eq!(counts.get("rs1"), Some(&50), "{counts:?}");
-    assert_eq!(counts.get("rs2"), Some(&50), "{counts:?}");
+    assert_split(&counts, &["rs1", "rs2"], 100, 2);
     counters.assert_direct(false);
     let list = lvsadm_ok(&lab, &["-L", "-n"]);
     assert!(list.contains("TCP  198.19.0.100:80 rr"), "{list}");
-    assert!(list.contains(&dest_line("198.18.1.11:80", "Tunnel", 1)), "{list}");
-    assert!(list.contains(&dest_line("198.18.1.12:80", "Tunnel", 1)), "{list}");
+    assert!(
+        list.contains(&dest_line("198.18.1.11:80", "Tunnel", 1)),
+        "{list}"
+    );
+    assert!(
+        list.contains(&dest_line("198.18.1.12:80", "Tunnel", 1)),
+        "{list}"
+    );
+    // At least SYN, ACK + request, FIN, ACK per connection went through
+    // each tunnel.
+    assert_tunneled(&lab, 1, false, 4 * 49);
+    assert_tunneled(&lab, 2, false, 4 * 49);
 }
 
 /// The director's LAN side has MTU 1400, so a full-size segment from the
@@ -755,6 +899,8 @@ fn tun_path_mtu() {
     assert!(head.contains("X-Received: 2097152"), "{head}");
     let route = route_get(&lab, "198.19.0.100");
     assert!(route.contains("mtu 1380"), "the client's path MTU: {route}");
+    // 2 MB in segments of at most 1340 bytes, all through the tunnel.
+    assert_tunneled(&lab, 1, false, (2 << 20) / 1340);
 }
 
 /// A destination that is the director's own address is served by the
@@ -789,10 +935,19 @@ fn local_node() {
     let counts = count(&curl_many(&lab, "http://198.19.0.100/", 40));
     assert_eq!(counts.values().sum::<usize>(), 40, "{counts:?}");
     assert!(counts.get("rs1").copied().unwrap_or(0) >= 10, "{counts:?}");
-    assert!(counts.get("director").copied().unwrap_or(0) >= 10, "{counts:?}");
+    assert!(
+        counts.get("director").copied().unwrap_or(0) >= 10,
+        "{counts:?}"
+    );
     let list = lvsadm_ok(&lab, &["-L", "-n"]);
-    assert!(list.contains(&dest_line("198.18.1.11:80", "Route", 1)), "{list}");
-    assert!(list.contains(&dest_line("198.18.0.1:80", "Local", 1)), "{list}");
+    assert!(
+        list.contains(&dest_line("198.18.1.11:80", "Route", 1)),
+        "{list}"
+    );
+    assert!(
+        list.contains(&dest_line("198.18.0.1:80", "Local", 1)),
+        "{list}"
+    );
 }
 
 #[test]
@@ -808,17 +963,21 @@ fn mixed_methods_in_one_service() {
         "http://198.19.0.100/",
     );
     let counts = count(&curl_many(&lab, "http://198.19.0.100/", 300));
-    assert_eq!(counts.values().sum::<usize>(), 300, "{counts:?}");
-    for rs in ["rs1", "rs2", "rs3"] {
-        assert!(
-            counts.get(rs).copied().unwrap_or(0) >= 80,
-            "{rs} got too few of 300 (rr): {counts:?}"
-        );
-    }
+    assert_split(&counts, &["rs1", "rs2", "rs3"], 300, 2);
     let list = lvsadm_ok(&lab, &["-L", "-n"]);
-    assert!(list.contains(&dest_line("198.18.1.11:8080", "Masq", 1)), "{list}");
-    assert!(list.contains(&dest_line("198.18.1.12:80", "Route", 1)), "{list}");
-    assert!(list.contains(&dest_line("198.18.1.13:80", "Tunnel", 1)), "{list}");
+    assert!(
+        list.contains(&dest_line("198.18.1.11:8080", "Masq", 1)),
+        "{list}"
+    );
+    assert!(
+        list.contains(&dest_line("198.18.1.12:80", "Route", 1)),
+        "{list}"
+    );
+    assert!(
+        list.contains(&dest_line("198.18.1.13:80", "Tunnel", 1)),
+        "{list}"
+    );
+    assert_tunneled(&lab, 3, false, 4 * 99);
 }
 
 /// Echo requests to a VIP (not an address of the director's kernel) are
@@ -836,9 +995,17 @@ fn icmp_echo_to_vip() {
         "http://198.19.0.100/",
     );
     let addrs = lab.exec_ok("director", &["ip", "addr"]).unwrap();
-    assert!(!addrs.contains("198.19.0.100"), "the VIP is a director address: {addrs}");
+    assert!(
+        !addrs.contains("198.19.0.100"),
+        "the VIP is a director address: {addrs}"
+    );
     let answered = icmp_echo(&lab, "client", VIP, 3, Duration::from_secs(2));
-    assert_eq!(answered, 3, "echo replies from the VIP; lvsd log:\n{}", lab.lvsd_log());
+    assert_eq!(
+        answered,
+        3,
+        "echo replies from the VIP; lvsd log:\n{}",
+        lab.lvsd_log()
+    );
 }
 
 /// NAT: a datagram to a UDP service whose real server has no listener
@@ -865,12 +1032,43 @@ fn icmp_port_unreachable_reaches_client() {
         },
         "http://198.19.0.100/",
     );
+    // Who sent what: rs1's kernel the port unreachable, and the client
+    // received it from the VIP (lvsd rewrote the outer source as IPVS does).
+    let rs1 = lab.rs_addr(1);
+    install_counters(
+        &lab,
+        "rs1",
+        "rsicmp",
+        "output",
+        &[format!(
+            "ip saddr {rs1} icmp type destination-unreachable icmp code port-unreachable counter"
+        )],
+    );
+    install_counters(
+        &lab,
+        "client",
+        "clicmp",
+        "input",
+        &[
+            format!("ip saddr {VIP} icmp type destination-unreachable icmp code port-unreachable counter"),
+            format!("ip saddr {rs1} icmp type destination-unreachable counter"),
+        ],
+    );
     udp_refused(
         &lab,
         SocketAddr::new(CLIENT_ADDR.into(), 0),
         SocketAddr::new(VIP.into(), 53),
     )
     .unwrap_or_else(|e| panic!("{e}; lvsd log:\n{}", lab.lvsd_log()));
+    let sent = counter(&lab, "rs1", "rsicmp", "port-unreachable");
+    let from_vip = counter(&lab, "client", "clicmp", &format!("ip saddr {VIP}"));
+    let from_rs = counter(&lab, "client", "clicmp", &format!("ip saddr {rs1}"));
+    assert!(sent >= 1, "rs1 sent no port unreachable");
+    assert!(
+        from_vip >= 1,
+        "no port unreachable from the VIP reached the client"
+    );
+    assert_eq!(from_rs, 0, "the ICMP reached the client with rs1's address");
 }
 
 #[test]
@@ -886,12 +1084,17 @@ fn ipv6_nat() {
         "http://[fd00:198:19::100]/",
     );
     let counts = count(&curl_many(&lab, "http://[fd00:198:19::100]/", 40));
-    assert_eq!(counts.get("rs1"), Some(&20), "{counts:?}");
-    assert_eq!(counts.get("rs2"), Some(&20), "{counts:?}");
+    assert_split(&counts, &["rs1", "rs2"], 40, 1);
     let list = lvsadm_ok(&lab, &["-L", "-n"]);
     assert!(list.contains("TCP  [fd00:198:19::100]:80 rr"), "{list}");
-    assert!(list.contains(&dest_line("[fd00:198:18:1::11]:8080", "Masq", 1)), "{list}");
-    assert!(list.contains(&dest_line("[fd00:198:18:1::12]:8080", "Masq", 1)), "{list}");
+    assert!(
+        list.contains(&dest_line("[fd00:198:18:1::11]:8080", "Masq", 1)),
+        "{list}"
+    );
+    assert!(
+        list.contains(&dest_line("[fd00:198:18:1::12]:8080", "Masq", 1)),
+        "{list}"
+    );
 
     // lvsadm takes [addr]:port.
     lvsadm_ok(&lab, &["-A", "-t", "[fd00:198:19::100]:8000", "-s", "rr"]);
@@ -910,8 +1113,14 @@ fn ipv6_nat() {
     );
     let list = lvsadm_ok(&lab, &["-L", "-n"]);
     assert!(list.contains("TCP  [fd00:198:19::100]:8000 rr"), "{list}");
-    assert!(list.contains(&dest_line("[fd00:198:18:1::12]:8080", "Masq", 2)), "{list}");
-    assert_eq!(curl1(&lab, "http://[fd00:198:19::100]:8000/").unwrap(), "rs2\n");
+    assert!(
+        list.contains(&dest_line("[fd00:198:18:1::12]:8080", "Masq", 2)),
+        "{list}"
+    );
+    assert_eq!(
+        curl1(&lab, "http://[fd00:198:19::100]:8000/").unwrap(),
+        "rs2\n"
+    );
 }
 
 fn ipv6_direct(name: &str, method: Fwd) {
@@ -924,14 +1133,23 @@ fn ipv6_direct(name: &str, method: Fwd) {
     );
     let counters = ReplyCounters::install(&lab);
     let counts = count(&curl_many(&lab, "http://[fd00:198:19::100]/", 40));
-    assert_eq!(counts.get("rs1"), Some(&20), "{counts:?}");
-    assert_eq!(counts.get("rs2"), Some(&20), "{counts:?}");
+    assert_split(&counts, &["rs1", "rs2"], 40, 1);
     counters.assert_direct(true);
     let list = lvsadm_ok(&lab, &["-L", "-n"]);
     let fwd = method.ipvsadm_name();
     assert!(list.contains("TCP  [fd00:198:19::100]:80 rr"), "{list}");
-    assert!(list.contains(&dest_line("[fd00:198:18:1::11]:80", fwd, 1)), "{list}");
-    assert!(list.contains(&dest_line("[fd00:198:18:1::12]:80", fwd, 1)), "{list}");
+    assert!(
+        list.contains(&dest_line("[fd00:198:18:1::11]:80", fwd, 1)),
+        "{list}"
+    );
+    assert!(
+        list.contains(&dest_line("[fd00:198:18:1::12]:80", fwd, 1)),
+        "{list}"
+    );
+    if method == Fwd::Tun {
+        assert_tunneled(&lab, 1, true, 4 * 19);
+        assert_tunneled(&lab, 2, true, 4 * 19);
+    }
 }
 
 #[test]

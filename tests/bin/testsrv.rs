@@ -188,7 +188,7 @@ fn bound_socket(addr: SocketAddr, kind: libc::c_int, bind_any: bool) -> io::Resu
                 level,
                 opt,
                 std::ptr::addr_of!(one).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).expect("small"),
             )
         };
         if r < 0 {

@@ -90,7 +90,7 @@ fn open_tun(name: &str) -> io::Result<File> {
         .open("/dev/net/tun")
         .map_err(|e| io::Error::new(e.kind(), format!("/dev/net/tun: {e}")))?;
     let mut req = IfReq::new(name)?;
-    req.flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+    req.flags = libc::c_short::try_from(libc::IFF_TUN | libc::IFF_NO_PI).expect("fits a short");
     // SAFETY: TUNSETIFF reads and writes a struct ifreq, which `req` is
     // (name, flags, padding to its full size).
     if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, std::ptr::addr_of_mut!(req)) } < 0 {
@@ -120,7 +120,7 @@ fn link_up(name: &str) -> io::Result<()> {
     {
         return os_err("SIOCGIFFLAGS");
     }
-    req.flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    req.flags |= libc::c_short::try_from(libc::IFF_UP | libc::IFF_RUNNING).expect("fits a short");
     // SAFETY: as above.
     if unsafe {
         libc::ioctl(
@@ -207,9 +207,17 @@ fn pump(sock: OwnedFd, tun: Arc<File>, v6: bool, counters: Arc<Counters>) {
             continue;
         };
         match (&*tun).write(inner) {
-            Ok(_) => {
+            // A TUN device takes a packet whole or not at all.
+            Ok(n) if n == inner.len() => {
                 let c = if v6 { &counters.v6 } else { &counters.v4 };
                 c.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(n) => {
+                counters.bad.fetch_add(1, Ordering::Relaxed);
+                eprintln!(
+                    "lvs-tundecap: the TUN device took {n} of {} bytes",
+                    inner.len()
+                );
             }
             Err(e) => {
                 counters.bad.fetch_add(1, Ordering::Relaxed);
