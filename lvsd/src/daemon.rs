@@ -245,6 +245,15 @@ fn start_and_wait(
         threads.push(t);
     }
 
+    // Give the resolver a moment (bounded) to find the real servers, so the
+    // first connections after start-up are not dropped as no_neighbor.
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < deadline
+        && !all_resolved(&rules.load(), &neigh_table.load(), &ifaces.load())
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
     // Rates and lingering destinations, every two seconds.
     {
         let (control, stop) = (control.clone(), stop.clone());
@@ -324,4 +333,18 @@ fn reload(path: &Path, socket: &Path, control: &Mutex<Control>) {
             }
         }
     }
+}
+
+/// Whether every reachable non-local real server has a resolved MAC address.
+fn all_resolved(
+    rules: &crate::rules::RuleTable,
+    neigh: &NeighTable,
+    ifaces: &crate::dataplane::Interfaces,
+) -> bool {
+    rules
+        .services
+        .iter()
+        .flat_map(|s| s.dests.iter())
+        .filter(|d| !d.local && ifaces.on_link(d.addr().ip()).is_some())
+        .all(|d| neigh.map.contains_key(&d.addr().ip()))
 }
