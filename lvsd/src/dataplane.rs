@@ -485,10 +485,19 @@ fn ipv6(rx: &Rx, conns: &mut ConnTable, f: &mut Frame) -> Out {
         ip.hop_limit(),
     );
     let solicited = match IcmpPacket::new_checked(ip.payload()) {
-        Ok(m) if next == IpProtocol::Icmpv6 && m.msg_type() == v6::NEIGHBOR_SOLICIT => m
-            .body()
-            .get(..16)
-            .and_then(|t| <[u8; 16]>::try_from(t).ok()),
+        // RFC 4861 section 7.1.1: code 0, at least 24 bytes, a good
+        // checksum, a unicast target; anything else is not answered.
+        Ok(m)
+            if next == IpProtocol::Icmpv6
+                && m.msg_type() == v6::NEIGHBOR_SOLICIT
+                && m.msg_code() == 0
+                && crate::wire::icmp::verify_checksum_v6(ip.payload(), src, dst) =>
+        {
+            m.body()
+                .get(..16)
+                .and_then(|t| <[u8; 16]>::try_from(t).ok())
+                .filter(|t| t[0] != 0xff)
+        }
         _ => None,
     };
     if let Some(target) = solicited {
@@ -762,7 +771,8 @@ fn icmp4(
     let Some(e) = icmpx::embedded(m.body()) else {
         return ours(DropReason::Malformed);
     };
-    icmp_error(rx, conns, f, &e, len, ttl, to_vip)
+    let csum_ok = m.verify_checksum_v4();
+    icmp_error(rx, conns, f, &e, (len, ttl), to_vip, csum_ok)
 }
 
 fn icmp6(rx: &Rx, conns: &mut ConnTable, f: &mut Frame, len: usize, hop: u8, to_vip: bool) -> Out {
@@ -796,7 +806,8 @@ fn icmp6(rx: &Rx, conns: &mut ConnTable, f: &mut Frame, len: usize, hop: u8, to_
     let Some(e) = icmpx::embedded(m.body()) else {
         return ours(DropReason::Malformed);
     };
-    icmp_error(rx, conns, f, &e, len, hop, to_vip)
+    let csum_ok = crate::wire::icmp::verify_checksum_v6(&l3[V6_LEN..], src, dst);
+    icmp_error(rx, conns, f, &e, (len, hop), to_vip, csum_ok)
 }
 
 /// An ICMP error about the packet `e`: to a VIP (about a packet the service
@@ -808,9 +819,9 @@ fn icmp_error(
     conns: &mut ConnTable,
     f: &mut Frame,
     e: &Embedded,
-    len: usize,
-    ttl: u8,
+    (len, ttl): (usize, u8),
     to_vip: bool,
+    csum_ok: bool,
 ) -> Out {
     let ours = |r| if to_vip { drop(r) } else { PASS };
     let Some(protocol) = transport(e.protocol) else {
@@ -827,6 +838,11 @@ fn icmp_error(
         let Some(c) = conns.lookup_in(&key).and_then(|id| conns.get(id)) else {
             return drop(DropReason::NoConn);
         };
+        // As IPVS: an error about a connection is checked before it is
+        // translated and passed on.
+        if !csum_ok {
+            return drop(DropReason::BadChecksum);
+        }
         if c.method != Method::Local && ttl <= 1 {
             return drop(DropReason::TtlExceeded);
         }
@@ -854,6 +870,9 @@ fn icmp_error(
     let Some(c) = conns.lookup_out(&key).and_then(|id| conns.get(id)) else {
         return PASS;
     };
+    if !csum_ok {
+        return drop(DropReason::BadChecksum);
+    }
     if ttl <= 1 {
         return drop(DropReason::TtlExceeded);
     }
