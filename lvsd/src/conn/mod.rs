@@ -3,7 +3,16 @@
 //! Every connection has two keys, as in IPVS and DPVS: the inbound key
 //! (protocol, CIP:cport, VIP:vport) that the client's packets carry, and the
 //! outbound key (protocol, RIP:rport, CIP:cport) that a NAT real server's
-//! replies carry. Both map to one slab slot.
+//! replies carry.
+//!
+//! Layout, sized in memory rather than in buckets: one [`Table`] per address
+//! family holds fixed-size entries in a vector (48 bytes for IPv4) and two
+//! bucket arrays of `u32` heads, one per key, sized to the table's capacity
+//! (rounded up to a power of two). Entries chain through `u32` links stored
+//! in the entries themselves, so an IPv4 connection costs 48 bytes plus two
+//! bucket slots: 56 bytes at a full table, about 61 when the capacity is not
+//! a power of two. Destinations are referred to by a `u32` index into a
+//! small per-shard registry instead of a pointer.
 //!
 //! Invariants:
 //! - The table never holds more than `capacity` entries; when full, new
@@ -11,17 +20,19 @@
 //!   carry on, as katran does under a flood.
 //! - Every entry is counted exactly once in its destination's ActiveConn
 //!   (ESTABLISHED) or InActConn (any other state), from insertion to removal.
-//! - Time is an argument. Expiry uses a timer wheel of [`TICK_MS`] slots;
-//!   refreshing an entry only moves its deadline, and the wheel re-files it
-//!   lazily when its old slot comes up, so a packet never touches the wheel.
+//! - Every live entry is on exactly one timer-wheel list. Time is an
+//!   argument: the wheel has [`TICK_MS`] slots; refreshing an entry only moves
+//!   its deadline, and the wheel re-files it lazily when its old slot comes
+//!   up, so a packet never touches the wheel. Entries leave the table only
+//!   through expiry, which walks the wheel, so the wheel's lists are singly
+//!   linked.
 
 pub mod state;
 
 use crate::rules::{DestState, FastMap, ServiceState};
 use lvsd_proto::{ConnInfo, Method, Protocol, Timeouts};
-use slab::Slab;
 use state::{next_tcp, Dir, Event, State};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -30,6 +41,14 @@ pub const TICK_MS: u64 = 250;
 /// Slots in the wheel: 4096 * 250 ms = 1024 s, above the longest default
 /// timeout (900 s). Longer deadlines are re-filed each turn.
 const WHEEL_SLOTS: usize = 4096;
+/// The end of a chain.
+const NIL: u32 = u32::MAX;
+/// Entry flag bits.
+const F_INACTIVE: u8 = 1;
+const F_FREE: u8 = 2;
+const F_REPLY_KEY: u8 = 4;
+/// The forwarding method sits in flag bits 3 and 4.
+const METHOD_SHIFT: u8 = 3;
 
 /// One direction's lookup key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,15 +58,379 @@ pub struct Key {
     pub dst: SocketAddr,
 }
 
-/// One connection.
-#[derive(Debug)]
-pub struct Conn {
+/// An address family's address as the table stores it.
+pub trait Addr: Copy + Eq + Default {
+    fn from_ip(ip: IpAddr) -> Option<Self>;
+    fn to_ip(self) -> IpAddr;
+    /// Bits for hashing.
+    fn mix(self) -> u64;
+}
+
+impl Addr for u32 {
+    fn from_ip(ip: IpAddr) -> Option<Self> {
+        match ip {
+            IpAddr::V4(a) => Some(u32::from(a)),
+            IpAddr::V6(_) => None,
+        }
+    }
+    fn to_ip(self) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(self))
+    }
+    fn mix(self) -> u64 {
+        u64::from(self)
+    }
+}
+
+impl Addr for [u8; 16] {
+    fn from_ip(ip: IpAddr) -> Option<Self> {
+        match ip {
+            IpAddr::V6(a) => Some(a.octets()),
+            IpAddr::V4(_) => None,
+        }
+    }
+    fn to_ip(self) -> IpAddr {
+        IpAddr::V6(Ipv6Addr::from(self))
+    }
+    fn mix(self) -> u64 {
+        let v = u128::from_be_bytes(self);
+        // Truncation intended: fold both halves into the hash input.
+        #[allow(clippy::cast_possible_truncation)]
+        let (hi, lo) = ((v >> 64) as u64, v as u64);
+        hi.rotate_left(29) ^ lo
+    }
+}
+
+fn hash(protocol: u8, a: u64, ap: u16, b: u64, bp: u16) -> u64 {
+    let mut h =
+        (a ^ (u64::from(ap) << 48) ^ u64::from(protocol)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^= b.rotate_left(17) ^ (u64::from(bp) << 32);
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^ (h >> 31)
+}
+
+/// One connection as stored: 48 bytes for IPv4.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+struct Entry<A> {
+    cip: A,
+    vip: A,
+    rip: A,
+    cport: u16,
+    vport: u16,
+    rport: u16,
+    protocol: u8,
+    state: u8,
+    /// F_* bits, and the method at METHOD_SHIFT.
+    flags: u8,
+    client_iface: u8,
+    client_mac: [u8; 6],
+    /// Deadline in wheel ticks.
+    expires: u32,
+    /// Index in the destination registry.
+    dest: u32,
+    in_next: u32,
+    out_next: u32,
+    timer_next: u32,
+}
+
+fn method_code(m: Method) -> u8 {
+    match m {
+        Method::Nat => 0,
+        Method::Dr => 1,
+        Method::Tun => 2,
+        Method::Local => 3,
+    }
+}
+
+fn method_of(code: u8) -> Method {
+    match code & 3 {
+        0 => Method::Nat,
+        1 => Method::Dr,
+        2 => Method::Tun,
+        _ => Method::Local,
+    }
+}
+
+const STATES: [State; 12] = [
+    State::None,
+    State::Established,
+    State::SynSent,
+    State::SynRecv,
+    State::FinWait,
+    State::TimeWait,
+    State::Close,
+    State::CloseWait,
+    State::LastAck,
+    State::Listen,
+    State::SynAck,
+    State::Udp,
+];
+
+fn state_of(code: u8) -> State {
+    STATES
+        .get(usize::from(code))
+        .copied()
+        .unwrap_or(State::None)
+}
+
+fn protocol_of(code: u8) -> Protocol {
+    if code == 17 {
+        Protocol::Udp
+    } else {
+        Protocol::Tcp
+    }
+}
+
+fn ticks(ms: u64) -> u32 {
+    u32::try_from(ms.div_ceil(TICK_MS)).unwrap_or(u32::MAX)
+}
+
+/// A destination, its service, and how many connections point at it.
+type Held = (Arc<DestState>, Arc<ServiceState>, u32);
+
+/// The destinations this shard's connections point at, by index.
+#[derive(Default)]
+struct Registry {
+    slots: Vec<Option<Held>>,
+    free: Vec<u32>,
+    by_ptr: FastMap<usize, u32>,
+}
+
+impl Registry {
+    fn acquire(&mut self, dest: &Arc<DestState>, service: &Arc<ServiceState>) -> u32 {
+        let key = Arc::as_ptr(dest) as usize;
+        if let Some(&i) = self.by_ptr.get(&key) {
+            if let Some(Some(slot)) = self.slots.get_mut(i as usize) {
+                slot.2 += 1;
+                return i;
+            }
+        }
+        let entry = Some((dest.clone(), service.clone(), 1));
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = entry;
+                i
+            }
+            None => {
+                self.slots.push(entry);
+                u32::try_from(self.slots.len() - 1).unwrap_or(NIL)
+            }
+        };
+        self.by_ptr.insert(key, i);
+        i
+    }
+
+    fn release(&mut self, i: u32) {
+        let Some(slot) = self.slots.get_mut(i as usize) else {
+            return;
+        };
+        let gone = match slot {
+            Some((dest, _, n)) => {
+                *n -= 1;
+                (*n == 0).then_some(Arc::as_ptr(dest) as usize)
+            }
+            None => None,
+        };
+        if let Some(key) = gone {
+            *slot = None;
+            self.by_ptr.remove(&key);
+            self.free.push(i);
+        }
+    }
+
+    fn get(&self, i: u32) -> Option<(&Arc<DestState>, &Arc<ServiceState>)> {
+        match self.slots.get(i as usize) {
+            Some(Some((d, s, _))) => Some((d, s)),
+            _ => None,
+        }
+    }
+}
+
+/// The connections of one address family.
+struct Table<A> {
+    entries: Vec<Entry<A>>,
+    /// Head of the list of free entries (linked through `in_next`).
+    free: u32,
+    len: usize,
+    in_buckets: Vec<u32>,
+    out_buckets: Vec<u32>,
+    mask: u64,
+    wheel: Vec<u32>,
+    /// The wheel has been processed up to (not including) this tick.
+    wheel_tick: u64,
+}
+
+impl<A: Addr> Table<A> {
+    fn new(capacity: usize, now: u64) -> Self {
+        let buckets = capacity.clamp(16, 1 << 31).next_power_of_two();
+        Table {
+            entries: Vec::new(),
+            free: NIL,
+            len: 0,
+            in_buckets: vec![NIL; buckets],
+            out_buckets: vec![NIL; buckets],
+            mask: buckets as u64 - 1,
+            wheel: vec![NIL; WHEEL_SLOTS],
+            wheel_tick: now / TICK_MS,
+        }
+    }
+
+    fn in_bucket(&self, p: u8, cip: A, cport: u16, vip: A, vport: u16) -> usize {
+        usize::try_from(hash(p, cip.mix(), cport, vip.mix(), vport) & self.mask).unwrap_or(0)
+    }
+
+    fn out_bucket(&self, p: u8, rip: A, rport: u16, cip: A, cport: u16) -> usize {
+        usize::try_from(hash(p, rip.mix(), rport, cip.mix(), cport) & self.mask).unwrap_or(0)
+    }
+
+    fn lookup_in(&self, p: u8, cip: A, cport: u16, vip: A, vport: u16) -> Option<u32> {
+        let mut i = self.in_buckets[self.in_bucket(p, cip, cport, vip, vport)];
+        while let Some(e) = self.entries.get(i as usize) {
+            if e.cip == cip
+                && e.cport == cport
+                && e.vip == vip
+                && e.vport == vport
+                && e.protocol == p
+            {
+                return Some(i);
+            }
+            i = e.in_next;
+        }
+        None
+    }
+
+    fn lookup_out(&self, p: u8, rip: A, rport: u16, cip: A, cport: u16) -> Option<u32> {
+        let mut i = self.out_buckets[self.out_bucket(p, rip, rport, cip, cport)];
+        while let Some(e) = self.entries.get(i as usize) {
+            if e.rip == rip
+                && e.rport == rport
+                && e.cip == cip
+                && e.cport == cport
+                && e.protocol == p
+            {
+                return Some(i);
+            }
+            i = e.out_next;
+        }
+        None
+    }
+
+    fn insert(&mut self, mut e: Entry<A>) -> u32 {
+        let i = if self.free != NIL {
+            let i = self.free;
+            self.free = self.entries[i as usize].in_next;
+            i
+        } else {
+            self.entries.push(e);
+            u32::try_from(self.entries.len() - 1).unwrap_or(NIL)
+        };
+        let b = self.in_bucket(e.protocol, e.cip, e.cport, e.vip, e.vport);
+        e.in_next = self.in_buckets[b];
+        self.in_buckets[b] = i;
+        if e.flags & F_REPLY_KEY != 0 {
+            let b = self.out_bucket(e.protocol, e.rip, e.rport, e.cip, e.cport);
+            e.out_next = self.out_buckets[b];
+            self.out_buckets[b] = i;
+        } else {
+            e.out_next = NIL;
+        }
+        e.timer_next = NIL;
+        self.entries[i as usize] = e;
+        self.len += 1;
+        self.file(i);
+        i
+    }
+
+    /// Puts entry `i` on the wheel list of its deadline's slot.
+    fn file(&mut self, i: u32) {
+        let e = &mut self.entries[i as usize];
+        // Never into a slot already passed, nor more than one turn ahead:
+        // such entries are re-filed when their slot comes up.
+        let last = self.wheel_tick + WHEEL_SLOTS as u64 - 1;
+        let tick = u64::from(e.expires).clamp(self.wheel_tick, last);
+        let slot = usize::try_from(tick % WHEEL_SLOTS as u64).unwrap_or(0);
+        e.timer_next = self.wheel[slot];
+        self.wheel[slot] = i;
+    }
+
+    /// Unlinks entry `i` from its key chains and frees it; returns it.
+    fn unlink(&mut self, i: u32) -> Entry<A> {
+        let e = self.entries[i as usize];
+        let b = self.in_bucket(e.protocol, e.cip, e.cport, e.vip, e.vport);
+        unlink_chain(&mut self.in_buckets[b], &mut self.entries, i, |x| {
+            &mut x.in_next
+        });
+        if e.flags & F_REPLY_KEY != 0 {
+            let b = self.out_bucket(e.protocol, e.rip, e.rport, e.cip, e.cport);
+            unlink_chain(&mut self.out_buckets[b], &mut self.entries, i, |x| {
+                &mut x.out_next
+            });
+        }
+        let slot = &mut self.entries[i as usize];
+        slot.flags = F_FREE;
+        slot.in_next = self.free;
+        self.free = i;
+        self.len -= 1;
+        e
+    }
+
+    /// Walks the wheel up to `now`; returns the entries that expired.
+    fn expire(&mut self, now: u64, mut gone: impl FnMut(Entry<A>)) {
+        let now_tick = now / TICK_MS;
+        while self.wheel_tick < now_tick {
+            let slot = usize::try_from(self.wheel_tick % WHEEL_SLOTS as u64).unwrap_or(0);
+            self.wheel_tick += 1;
+            let mut i = std::mem::replace(&mut self.wheel[slot], NIL);
+            while i != NIL {
+                let next = self.entries[i as usize].timer_next;
+                if u64::from(self.entries[i as usize].expires) * TICK_MS <= now {
+                    gone(self.unlink(i));
+                } else {
+                    self.file(i);
+                }
+                i = next;
+            }
+        }
+    }
+
+    fn live(&self) -> impl Iterator<Item = (u32, &Entry<A>)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.flags & F_FREE == 0)
+            .map(|(i, e)| (u32::try_from(i).unwrap_or(NIL), e))
+    }
+}
+
+/// Removes `i` from the chain starting at `head`, linked by `link`.
+fn unlink_chain<A>(
+    head: &mut u32,
+    entries: &mut [Entry<A>],
+    i: u32,
+    link: fn(&mut Entry<A>) -> &mut u32,
+) {
+    if *head == i {
+        *head = *link(&mut entries[i as usize]);
+        return;
+    }
+    let mut p = *head;
+    while p != NIL {
+        let next = *link(&mut entries[p as usize]);
+        if next == i {
+            let after = *link(&mut entries[i as usize]);
+            *link(&mut entries[p as usize]) = after;
+            return;
+        }
+        p = next;
+    }
+}
+
+/// A connection as the data path reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn<'a> {
     pub protocol: Protocol,
-    /// How this connection's packets reach the real server.
     pub method: Method,
     pub state: State,
-    /// Counted in InActConn rather than ActiveConn.
-    inactive: bool,
     pub client: SocketAddr,
     pub vip: SocketAddr,
     /// RIP:rport.
@@ -56,14 +439,13 @@ pub struct Conn {
     /// learned from the client's first frame.
     pub client_iface: u16,
     pub client_mac: [u8; 6],
-    pub dest: Arc<DestState>,
-    pub service: Arc<ServiceState>,
+    pub dest: &'a Arc<DestState>,
+    pub service: &'a Arc<ServiceState>,
     /// Deadline in ms of the shard's clock.
     pub expires: u64,
-    generation: u32,
 }
 
-/// What a new connection needs besides its keys.
+/// What a new connection needs.
 pub struct NewConn {
     pub protocol: Protocol,
     pub method: Method,
@@ -76,117 +458,184 @@ pub struct NewConn {
     pub service: Arc<ServiceState>,
 }
 
-/// Index of a connection in the table, valid until the next expiry pass.
+/// A connection's handle, valid until the next expiry pass.
 pub type ConnId = usize;
+
+/// IPv6 handles carry this bit.
+const V6_BIT: usize = 1 << 32;
 
 /// Why an insert was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InsertError {
     Full,
+    /// Addresses of mixed families, or an interface slot above 255.
+    Invalid,
 }
 
 /// A shard's connections.
 pub struct ConnTable {
-    entries: Slab<Conn>,
-    inbound: FastMap<Key, ConnId>,
-    outbound: FastMap<Key, ConnId>,
-    wheel: Vec<Vec<(u32, u32)>>,
-    /// The wheel has been processed up to (not including) this tick.
-    wheel_tick: u64,
+    v4: Table<u32>,
+    v6: Table<[u8; 16]>,
+    registry: Registry,
     capacity: usize,
-    next_generation: u32,
+}
+
+fn proto_code(p: Protocol) -> u8 {
+    p.number()
 }
 
 impl ConnTable {
     /// A table for at most `capacity` connections, starting at time `now`.
+    /// IPv6 connections share the capacity; their bucket arrays start small.
     pub fn new(capacity: usize, now: u64) -> Self {
         ConnTable {
-            entries: Slab::new(),
-            inbound: FastMap::default(),
-            outbound: FastMap::default(),
-            wheel: vec![Vec::new(); WHEEL_SLOTS],
-            wheel_tick: now / TICK_MS,
+            v4: Table::new(capacity, now),
+            v6: Table::new((capacity / 16).max(16), now),
+            registry: Registry::default(),
             capacity,
-            next_generation: 0,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.v4.len + self.v6.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
+    /// The connection whose client packets carry `key` (CIP:cport to VIP:vport).
     #[inline]
     pub fn lookup_in(&self, key: &Key) -> Option<ConnId> {
-        self.inbound.get(key).copied()
+        let p = proto_code(key.protocol);
+        match (key.src.ip(), key.dst.ip()) {
+            (IpAddr::V4(c), IpAddr::V4(v)) => self
+                .v4
+                .lookup_in(
+                    p,
+                    u32::from(c),
+                    key.src.port(),
+                    u32::from(v),
+                    key.dst.port(),
+                )
+                .map(|i| i as usize),
+            (IpAddr::V6(c), IpAddr::V6(v)) => self
+                .v6
+                .lookup_in(p, c.octets(), key.src.port(), v.octets(), key.dst.port())
+                .map(|i| i as usize | V6_BIT),
+            _ => None,
+        }
     }
 
+    /// The NAT connection whose replies carry `key` (RIP:rport to CIP:cport).
     #[inline]
     pub fn lookup_out(&self, key: &Key) -> Option<ConnId> {
-        self.outbound.get(key).copied()
+        let p = proto_code(key.protocol);
+        match (key.src.ip(), key.dst.ip()) {
+            (IpAddr::V4(r), IpAddr::V4(c)) => self
+                .v4
+                .lookup_out(
+                    p,
+                    u32::from(r),
+                    key.src.port(),
+                    u32::from(c),
+                    key.dst.port(),
+                )
+                .map(|i| i as usize),
+            (IpAddr::V6(r), IpAddr::V6(c)) => self
+                .v6
+                .lookup_out(p, r.octets(), key.src.port(), c.octets(), key.dst.port())
+                .map(|i| i as usize | V6_BIT),
+            _ => None,
+        }
+    }
+
+    fn view<A: Addr>(&self, e: &Entry<A>) -> Option<Conn<'_>> {
+        if e.flags & F_FREE != 0 {
+            return None;
+        }
+        let (dest, service) = self.registry.get(e.dest)?;
+        Some(Conn {
+            protocol: protocol_of(e.protocol),
+            method: method_of(e.flags >> METHOD_SHIFT),
+            state: state_of(e.state),
+            client: SocketAddr::new(e.cip.to_ip(), e.cport),
+            vip: SocketAddr::new(e.vip.to_ip(), e.vport),
+            dest_addr: SocketAddr::new(e.rip.to_ip(), e.rport),
+            client_iface: u16::from(e.client_iface),
+            client_mac: e.client_mac,
+            dest,
+            service,
+            expires: u64::from(e.expires) * TICK_MS,
+        })
     }
 
     #[inline]
-    pub fn get(&self, id: ConnId) -> Option<&Conn> {
-        self.entries.get(id)
+    pub fn get(&self, id: ConnId) -> Option<Conn<'_>> {
+        let i = id & !V6_BIT;
+        if id & V6_BIT == 0 {
+            self.v4.entries.get(i).and_then(|e| self.view(e))
+        } else {
+            self.v6.entries.get(i).and_then(|e| self.view(e))
+        }
     }
 
-    /// Inserts a new connection in its initial state (SYN_RECV-bound TCP
-    /// starts at NONE and moves on its first packet; UDP is UDP), counted as
-    /// inactive, as IPVS binds a new connection to its destination.
+    /// Inserts a new connection in its initial state (TCP starts at NONE and
+    /// moves on its first packet; UDP is UDP), counted as inactive, as IPVS
+    /// binds a new connection to its destination. Only NAT connections get a
+    /// reply key: no other method's replies come back through the director.
     pub fn insert(&mut self, c: NewConn, now: u64, t: &Timeouts) -> Result<ConnId, InsertError> {
-        if self.entries.len() >= self.capacity {
+        if self.len() >= self.capacity {
             return Err(InsertError::Full);
         }
+        let client_iface = u8::try_from(c.client_iface).map_err(|_| InsertError::Invalid)?;
         let state = match c.protocol {
             Protocol::Tcp => State::None,
             Protocol::Udp => State::Udp,
         };
-        let generation = self.next_generation;
-        self.next_generation = self.next_generation.wrapping_add(1);
-        let expires = now + state.timeout_ms(t);
-        c.dest.inactive.fetch_add(1, Relaxed);
-        let inbound = Key {
-            protocol: c.protocol,
-            src: c.client,
-            dst: c.vip,
+        let reply = if c.method == Method::Nat {
+            F_REPLY_KEY
+        } else {
+            0
         };
-        let outbound = Key {
-            protocol: c.protocol,
-            src: c.dest_addr,
-            dst: c.client,
-        };
-        let id = self.entries.insert(Conn {
-            protocol: c.protocol,
-            method: c.method,
-            state,
-            inactive: true,
-            client: c.client,
-            vip: c.vip,
-            dest_addr: c.dest_addr,
-            client_iface: c.client_iface,
-            client_mac: c.client_mac,
-            dest: c.dest,
-            service: c.service,
-            expires,
-            generation,
-        });
-        self.inbound.insert(inbound, id);
-        // Only NAT replies come back through the director. Two clients cannot
-        // share CIP:cport towards one RIP:rport through different VIPs
-        // without colliding here; IPVS has the same limit. The newer
-        // connection wins the reply path.
-        if c.method == Method::Nat {
-            self.outbound.insert(outbound, id);
+        let flags = F_INACTIVE | reply | (method_code(c.method) << METHOD_SHIFT);
+        let (cip, vip, rip) = (c.client.ip(), c.vip.ip(), c.dest_addr.ip());
+        macro_rules! entry {
+            ($a:ty) => {
+                Entry::<$a> {
+                    cip: <$a>::from_ip(cip).ok_or(InsertError::Invalid)?,
+                    vip: <$a>::from_ip(vip).ok_or(InsertError::Invalid)?,
+                    rip: <$a>::from_ip(rip).ok_or(InsertError::Invalid)?,
+                    cport: c.client.port(),
+                    vport: c.vip.port(),
+                    rport: c.dest_addr.port(),
+                    protocol: proto_code(c.protocol),
+                    state: state as u8,
+                    flags,
+                    client_iface,
+                    client_mac: c.client_mac,
+                    expires: ticks(now + state.timeout_ms(t)),
+                    dest: 0,
+                    in_next: NIL,
+                    out_next: NIL,
+                    timer_next: NIL,
+                }
+            };
         }
-        self.file(id, expires, generation);
+        let id = if cip.is_ipv4() {
+            let mut e = entry!(u32);
+            e.dest = self.registry.acquire(&c.dest, &c.service);
+            self.v4.insert(e) as usize
+        } else {
+            let mut e = entry!([u8; 16]);
+            e.dest = self.registry.acquire(&c.dest, &c.service);
+            self.v6.insert(e) as usize | V6_BIT
+        };
+        c.dest.inactive.fetch_add(1, Relaxed);
         Ok(id)
     }
 
@@ -200,116 +649,126 @@ impl ConnTable {
         now: u64,
         t: &Timeouts,
     ) {
-        let Some(c) = self.entries.get_mut(id) else {
-            return;
-        };
-        if let Some((syn, fin, ack, rst)) = tcp_flags {
-            if let Some(ev) = Event::from_flags(syn, fin, ack, rst) {
-                let new = next_tcp(c.state, dir, ev);
-                if new != c.state {
-                    let active = new == State::Established;
-                    if c.inactive && active {
-                        c.dest.inactive.fetch_sub(1, Relaxed);
-                        c.dest.active.fetch_add(1, Relaxed);
-                        c.inactive = false;
-                    } else if !c.inactive && !active {
-                        c.dest.active.fetch_sub(1, Relaxed);
-                        c.dest.inactive.fetch_add(1, Relaxed);
-                        c.inactive = true;
-                    }
-                    c.state = new;
-                }
-            }
+        let i = id & !V6_BIT;
+        if id & V6_BIT == 0 {
+            touch_entry(
+                self.v4.entries.get_mut(i),
+                &self.registry,
+                dir,
+                tcp_flags,
+                now,
+                t,
+            );
+        } else {
+            touch_entry(
+                self.v6.entries.get_mut(i),
+                &self.registry,
+                dir,
+                tcp_flags,
+                now,
+                t,
+            );
         }
-        c.expires = now + c.state.timeout_ms(t);
-    }
-
-    fn file(&mut self, id: ConnId, expires: u64, generation: u32) {
-        // Never file into a slot already passed, nor more than one turn
-        // ahead: such entries are re-filed when their slot comes up.
-        let tick =
-            (expires / TICK_MS).clamp(self.wheel_tick, self.wheel_tick + WHEEL_SLOTS as u64 - 1);
-        let slot = usize::try_from(tick % WHEEL_SLOTS as u64).unwrap_or(0);
-        let id = u32::try_from(id).unwrap_or(u32::MAX);
-        self.wheel[slot].push((id, generation));
     }
 
     /// Removes every connection whose deadline has passed; returns how many.
     /// Call once per batch with the batch's clock.
     pub fn expire(&mut self, now: u64) -> usize {
-        let now_tick = now / TICK_MS;
-        let mut removed = 0;
-        while self.wheel_tick < now_tick {
-            let slot = usize::try_from(self.wheel_tick % WHEEL_SLOTS as u64).unwrap_or(0);
-            self.wheel_tick += 1;
-            let due = std::mem::take(&mut self.wheel[slot]);
-            for (id, generation) in due {
-                let id = id as usize;
-                let Some(c) = self.entries.get(id) else {
-                    continue;
-                };
-                if c.generation != generation {
-                    continue; // the slot was freed and reused
-                }
-                if c.expires <= now {
-                    self.remove(id);
-                    removed += 1;
-                } else {
-                    let (expires, generation) = (c.expires, c.generation);
-                    self.file(id, expires, generation);
-                }
-            }
+        let mut gone = Vec::new();
+        self.v4.expire(now, |e| gone.push((e.dest, e.flags)));
+        self.v6.expire(now, |e| gone.push((e.dest, e.flags)));
+        let n = gone.len();
+        for (dest, flags) in gone {
+            self.forget(dest, flags);
         }
-        removed
+        n
     }
 
-    fn remove(&mut self, id: ConnId) {
-        let c = self.entries.remove(id);
-        let inbound = Key {
-            protocol: c.protocol,
-            src: c.client,
-            dst: c.vip,
-        };
-        let outbound = Key {
-            protocol: c.protocol,
-            src: c.dest_addr,
-            dst: c.client,
-        };
-        if self.inbound.get(&inbound) == Some(&id) {
-            self.inbound.remove(&inbound);
+    /// Releases a removed entry's hold on its destination.
+    fn forget(&mut self, dest: u32, flags: u8) {
+        if let Some((d, _)) = self.registry.get(dest) {
+            if flags & F_INACTIVE != 0 {
+                d.inactive.fetch_sub(1, Relaxed);
+            } else {
+                d.active.fetch_sub(1, Relaxed);
+            }
         }
-        if self.outbound.get(&outbound) == Some(&id) {
-            self.outbound.remove(&outbound);
-        }
-        if c.inactive {
-            c.dest.inactive.fetch_sub(1, Relaxed);
-        } else {
-            c.dest.active.fetch_sub(1, Relaxed);
-        }
+        self.registry.release(dest);
     }
 
     /// Removes every connection (shutdown), keeping destination counts right.
     pub fn clear(&mut self) {
-        let ids: Vec<ConnId> = self.entries.iter().map(|(id, _)| id).collect();
-        for id in ids {
-            self.remove(id);
+        let mut gone = Vec::new();
+        let v4: Vec<u32> = self.v4.live().map(|(i, _)| i).collect();
+        for i in v4 {
+            let e = self.v4.unlink(i);
+            gone.push((e.dest, e.flags));
+        }
+        let v6: Vec<u32> = self.v6.live().map(|(i, _)| i).collect();
+        for i in v6 {
+            let e = self.v6.unlink(i);
+            gone.push((e.dest, e.flags));
+        }
+        for (dest, flags) in gone {
+            self.forget(dest, flags);
         }
     }
 
     /// The entries as `ipvsadm -L -c` lists them.
     pub fn list(&self, now: u64) -> Vec<ConnInfo> {
-        self.entries
-            .iter()
-            .map(|(_, c)| ConnInfo {
-                protocol: c.protocol,
-                client: c.client,
-                vip: c.vip,
-                dest: c.dest_addr,
-                state: c.state.name().to_string(),
-                expires_ms: c.expires.saturating_sub(now),
-            })
-            .collect()
+        let info = |c: Conn| ConnInfo {
+            protocol: c.protocol,
+            client: c.client,
+            vip: c.vip,
+            dest: c.dest_addr,
+            state: c.state.name().to_string(),
+            expires_ms: c.expires.saturating_sub(now),
+        };
+        let v4 = self.v4.live().filter_map(|(_, e)| self.view(e)).map(info);
+        let v6 = self.v6.live().filter_map(|(_, e)| self.view(e)).map(info);
+        v4.chain(v6).collect()
     }
+
+    /// Bytes of one IPv4 entry, for reports.
+    pub const V4_ENTRY_BYTES: usize = std::mem::size_of::<Entry<u32>>();
+}
+
+fn touch_entry<A>(
+    e: Option<&mut Entry<A>>,
+    registry: &Registry,
+    dir: Dir,
+    tcp_flags: Option<(bool, bool, bool, bool)>,
+    now: u64,
+    t: &Timeouts,
+) {
+    let Some(e) = e else { return };
+    if e.flags & F_FREE != 0 {
+        return;
+    }
+    let mut state = state_of(e.state);
+    if let Some((syn, fin, ack, rst)) = tcp_flags {
+        if let Some(ev) = Event::from_flags(syn, fin, ack, rst) {
+            let new = next_tcp(state, dir, ev);
+            if new != state {
+                let active = new == State::Established;
+                let inactive = e.flags & F_INACTIVE != 0;
+                if let Some((d, _)) = registry.get(e.dest) {
+                    if inactive && active {
+                        d.inactive.fetch_sub(1, Relaxed);
+                        d.active.fetch_add(1, Relaxed);
+                        e.flags &= !F_INACTIVE;
+                    } else if !inactive && !active {
+                        d.active.fetch_sub(1, Relaxed);
+                        d.inactive.fetch_add(1, Relaxed);
+                        e.flags |= F_INACTIVE;
+                    }
+                }
+                state = new;
+                e.state = new as u8;
+            }
+        }
+    }
+    e.expires = ticks(now + state.timeout_ms(t));
 }
 
 #[cfg(test)]
@@ -336,6 +795,11 @@ mod tests {
     }
 
     #[test]
+    fn entry_is_small() {
+        assert_eq!(ConnTable::V4_ENTRY_BYTES, 48);
+    }
+
+    #[test]
     fn lookup_both_ways_and_counts() {
         let d = Arc::new(DestState::new(1));
         let mut t = ConnTable::new(10, 0);
@@ -352,6 +816,17 @@ mod tests {
         };
         assert_eq!(t.lookup_in(&inb), Some(id));
         assert_eq!(t.lookup_out(&out), Some(id));
+        assert_eq!(
+            t.lookup_in(&Key {
+                protocol: Protocol::Udp,
+                ..inb
+            }),
+            None
+        );
+        let c = t.get(id).unwrap();
+        assert_eq!(c.client, inb.src);
+        assert_eq!(c.dest_addr, out.src);
+        assert_eq!(c.client_mac, [2, 0, 0, 0, 0, 1]);
         assert_eq!((d.active.load(Relaxed), d.inactive.load(Relaxed)), (0, 1));
         t.touch(id, Dir::Input, flags(true, false, false, false), 1, &T);
         t.touch(id, Dir::Output, flags(true, false, true, false), 2, &T);
@@ -360,6 +835,38 @@ mod tests {
         assert_eq!((d.active.load(Relaxed), d.inactive.load(Relaxed)), (1, 0));
         t.touch(id, Dir::Input, flags(false, true, true, false), 4, &T);
         assert_eq!((d.active.load(Relaxed), d.inactive.load(Relaxed)), (0, 1));
+    }
+
+    #[test]
+    fn ipv6_and_other_methods() {
+        let d = Arc::new(DestState::new(1));
+        let mut t = ConnTable::new(10, 0);
+        let mut c = new_conn(&d, 1);
+        c.client = "[fd00:198:18::2]:40000".parse().unwrap();
+        c.vip = "[fd00:198:19::100]:80".parse().unwrap();
+        c.dest_addr = "[fd00:198:18:1::11]:80".parse().unwrap();
+        c.method = Method::Dr;
+        let id = t.insert(c, 0, &T).unwrap();
+        let inb = Key {
+            protocol: Protocol::Tcp,
+            src: "[fd00:198:18::2]:40000".parse().unwrap(),
+            dst: "[fd00:198:19::100]:80".parse().unwrap(),
+        };
+        assert_eq!(t.lookup_in(&inb), Some(id));
+        // DR connections have no reply key.
+        let out = Key {
+            protocol: Protocol::Tcp,
+            src: "[fd00:198:18:1::11]:80".parse().unwrap(),
+            dst: inb.src,
+        };
+        assert_eq!(t.lookup_out(&out), None);
+        assert_eq!(t.get(id).unwrap().method, Method::Dr);
+        let mut bad = new_conn(&d, 2);
+        bad.vip = "[fd00:198:19::100]:80".parse().unwrap();
+        assert_eq!(t.insert(bad, 0, &T).unwrap_err(), InsertError::Invalid);
+        t.clear();
+        assert!(t.is_empty());
+        assert_eq!(d.inactive.load(Relaxed), 0);
     }
 
     #[test]
@@ -386,12 +893,14 @@ mod tests {
         assert_eq!(t.expire(9_000), 0);
         assert_eq!(t.expire(10_500), 1);
         assert!(t.get(a).is_some());
+        assert!(t.get(b).is_none());
         // Refreshed at 50 s: lives to 110 s, not 60 s.
         t.touch(a, Dir::Input, flags(true, false, false, false), 50_000, &T);
         assert_eq!(t.expire(61_000), 0);
         assert_eq!(t.expire(110_500), 1);
         assert!(t.is_empty());
         assert_eq!((d.active.load(Relaxed), d.inactive.load(Relaxed)), (0, 0));
+        assert!(t.registry.by_ptr.is_empty(), "the destination is released");
     }
 
     #[test]
@@ -410,5 +919,37 @@ mod tests {
         assert_eq!(t.expire(2_000_000), 0);
         assert_eq!(t.expire(4_999_000), 0);
         assert_eq!(t.expire(5_001_000), 1);
+    }
+
+    /// Many connections in a small bucket array: chains, removal from the
+    /// middle of a chain, reuse of freed entries.
+    #[test]
+    fn chains_and_reuse() {
+        let d = Arc::new(DestState::new(1));
+        let mut t = ConnTable::new(4000, 0);
+        let key = |port: u16| Key {
+            protocol: Protocol::Tcp,
+            src: SocketAddr::from(([198, 18, 0, 2], port)),
+            dst: "198.19.0.100:80".parse().unwrap(),
+        };
+        for p in 1..=4000u16 {
+            let id = t.insert(new_conn(&d, p), 0, &T).unwrap();
+            // Odd ports close (CLOSE: 10 s), even ones stay (SYN_RECV: 60 s).
+            let rst = p % 2 == 1;
+            t.touch(id, Dir::Input, flags(!rst, false, false, rst), 0, &T);
+        }
+        assert_eq!(t.expire(11_000), 2000);
+        for p in 1..=4000u16 {
+            assert_eq!(t.lookup_in(&key(p)).is_some(), p % 2 == 0, "port {p}");
+        }
+        for p in (1..=4000u16).step_by(2) {
+            t.insert(new_conn(&d, p), 11_000, &T).unwrap();
+        }
+        assert_eq!(t.len(), 4000);
+        assert_eq!(t.v4.entries.len(), 4000, "freed entries are reused");
+        for p in 1..=4000u16 {
+            let id = t.lookup_in(&key(p)).unwrap();
+            assert_eq!(t.get(id).unwrap().client.port(), p);
+        }
     }
 }
