@@ -454,3 +454,50 @@ fn malformed_frames(dst_mac: &[u8]) -> Vec<Vec<u8>> {
         eth(&ip(0x45, 28, 0, 64, 6, &tcp_syn[..8], true)),
     ]
 }
+
+/// Members of the configured admin group may change, as root may; the
+/// socket is group-owned by it. Uses Debian's existing `adm` group (gid 4)
+/// so the test adds nothing to the host.
+#[test]
+fn admin_group_may_change() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let Some(gid) = std::fs::read_to_string("/etc/group").ok().and_then(|g| {
+        g.lines()
+            .find(|l| l.starts_with("adm:"))
+            .and_then(|l| l.split(':').nth(2).map(str::to_owned))
+    }) else {
+        eprintln!("skipped: no adm group on this host");
+        return;
+    };
+    let cfg = config(&[(1, 1)]).replace(
+        "socket_mode = \"0666\"",
+        "socket_mode = \"0660\"\nadmin_group = \"adm\"",
+    );
+    let lab = lab("group", 1, &cfg);
+    std::fs::set_permissions(
+        &lab.dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let lvsadm = support::lvsadm_bin().unwrap();
+    let sock = lab.socket_path();
+    let run = |groups: &str, args: &[&str]| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", groups])
+            .arg(&lvsadm)
+            .arg("--socket")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let in_group = format!("--groups={gid}");
+    let out = run(&in_group, &["-A", "-t", "198.19.0.101:80", "-s", "rr"]);
+    assert!(out.status.success(), "a member of adm may change: {out:?}");
+    assert!(list(&lab).contains("198.19.0.101:80 rr"));
+    // Not a member: the socket's mode keeps it out altogether.
+    let out = run("--clear-groups", &["-L", "-n"]);
+    assert!(!out.status.success(), "{out:?}");
+}
