@@ -15,6 +15,13 @@
 #                      TCP load) into docs/bench/profile-*.txt
 #   --write / --no-write   update docs/benchmarks.md and docs/bench/ (default:
 #                      write in a full run, not with --quick)
+#   --lvsd-set 'KEY = VALUE'   an extra [daemon] line for lvsd's config
+#                      (repeatable), e.g. 'buffer_size = 2048', to try settings
+#   --lvsd-bin DIR     take lvsd and lvsadm from DIR (another build, to
+#                      compare versions; implies --no-build)
+#   --nice N           run the benchmark (and so every peer) at this nice
+#                      level (default -10: other work on a shared machine
+#                      disturbs the figures less; 0 leaves it alone)
 #
 # It builds ONE namespace topology (tests/support/mod.rs's NAT lab: client,
 # director, a bridge "lan", three real servers; offloads off, static FDB
@@ -40,7 +47,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 cd "$ROOT"
 
-RUNS=3 DUR=5 QUICK=0 BUILD=1 EXTRAS=1 PROFILE=0 WRITE=
+ORIG_ARGS="$*"
+RUNS=3 DUR=5 QUICK=0 BUILD=1 EXTRAS=1 PROFILE=0 WRITE='' NICE=-10 LVSD_SET=() LVSD_DIR=
 PEERS="lvsd nft_dnat haproxy kernel_forward"
 while (($#)); do
     case $1 in
@@ -51,6 +59,9 @@ while (($#)); do
     --no-build) BUILD=0 ;;
     --no-extras) EXTRAS=0 ;;
     --profile) PROFILE=1 ;;
+    --nice) NICE=$2; shift ;;
+    --lvsd-set) LVSD_SET+=("$2"); shift ;;
+    --lvsd-bin) LVSD_DIR=$2; BUILD=0; shift ;;
     --write) WRITE=1 ;;
     --no-write) WRITE=0 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -72,6 +83,9 @@ if ! ip netns list >/dev/null 2>&1; then
     echo "bench.sh: skipped: \`ip netns\` does not work here" >&2
     exit 77
 fi
+
+# Every process the run starts inherits this priority (all peers alike).
+if [[ $NICE != 0 ]]; then renice -n "$NICE" -p $$ >/dev/null; fi
 
 # --- packages (only the missing ones) ---------------------------------------
 need=(iproute2 nftables ethtool wrk iperf3 haproxy gcc procps coreutils)
@@ -106,6 +120,7 @@ cleanup() {
     done
     for ((i = ${#NSS[@]} - 1; i >= 0; i--)); do ip netns del "${NSS[i]}" 2>/dev/null; done
     if ((rc != 0)); then
+        [[ -s $TMP/raw.tsv ]] && cp "$TMP/raw.tsv" "/tmp/$P-raw.tsv" && echo "bench.sh: samples so far kept in /tmp/$P-raw.tsv" >&2
         echo "bench.sh: failed (exit $rc); last lines of the logs:" >&2
         for f in "$TMP"/*.log; do [[ -s $f ]] && { echo "--- $f" >&2; tail -n 5 "$f" >&2; }; done
     fi
@@ -145,8 +160,8 @@ if ((BUILD)); then
     log "building lvsd and lvsadm (release)"
     cargo build --release -q -p lvsd -p lvsadm
 fi
-LVSD=$ROOT/target/release/lvsd
-LVSADM=$ROOT/target/release/lvsadm
+LVSD=${LVSD_DIR:-$ROOT/target/release}/lvsd
+LVSADM=${LVSD_DIR:-$ROOT/target/release}/lvsadm
 [[ -x $LVSD && -x $LVSADM ]] || { echo "bench.sh: $LVSD or $LVSADM missing (drop --no-build)" >&2; exit 1; }
 gcc -O2 -Wall -pthread -o "$TMP/benchtool" tests/bench/benchtool.c
 BT=$TMP/benchtool
@@ -192,6 +207,9 @@ done
 bridge -n "$(ns lan)" fdb add "$(mac_of $DIR_INT)" dev dir0 master static
 for ((i = 1; i <= NRS; i++)); do bridge -n "$(ns lan)" fdb add "$(mac_of "${RS[i - 1]}")" dev "rs$i" master static; done
 ip -n "$(ns lan)" link set br0 up
+# If br_netfilter is loaded on this host, bridged frames would go through
+# iptables hooks in the lan namespace: turn that off there (per namespace).
+nsx lan sh -c 'for k in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e "$k" ] && echo 0 >"$k"; done; true'
 ip -n "$(ns client)" route add 198.19.0.0/16 via $DIR_EXT
 ip -n "$(ns client)" route add 198.18.1.0/24 via $DIR_EXT # kernel_forward only
 for ((i = 1; i <= NRS; i++)); do ip -n "$(ns "rs$i")" route add default via $DIR_INT; done
@@ -203,8 +221,10 @@ done
 
 # Real servers: an HTTP server on :8080, iperf3 on rs1:5201, and a netdev
 # ingress rule that counts and drops the UDP load (port 5353) on arrival.
+HTTPD_PIDS=()
 for ((i = 1; i <= NRS; i++)); do
     bgrun "rs$i" "httpd$i" "$BT" httpd "${RS[i - 1]}" 8080 1790
+    HTTPD_PIDS+=("$BG_PID")
     wait_line "$TMP/httpd$i.log" ready 5
     nsx "rs$i" nft -f - <<EOF
 table netdev lvb_count {
@@ -231,8 +251,8 @@ rs_udp_count() {
 # starts everything under `timeout`) and ksoftirqd/*.
 KSOFT=$(pgrep -d' ' -x 'ksoftirqd/[0-9]+' || true)
 ticks() {
-    local pid sum=0 f
-    for pid in "$@" $(for pid in "$@"; do pgrep -P "$pid"; done) $KSOFT; do
+    local pid p sum=0 f
+    for pid in "$@" $(for p in "$@"; do pgrep -P "$p"; done) $KSOFT; do
         [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/stat ]] || continue
         f=$(sed 's/.*) //' "/proc/$pid/stat")
         set -- $f
@@ -241,7 +261,7 @@ ticks() {
     echo "$sum"
 }
 proc_ticks() { # utime+stime of the process bgrun started as PID (under timeout)
-    local pid sum=0 f
+    local pid p sum=0 f
     for pid in "$1" $(pgrep -P "$1"); do
         [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/stat ]] || continue
         f=$(sed 's/.*) //' "/proc/$pid/stat"); set -- $f; sum=$((sum + ${12} + ${13}))
@@ -250,6 +270,8 @@ proc_ticks() { # utime+stime of the process bgrun started as PID (under timeout)
 }
 HZ=$(getconf CLK_TCK)
 load1() { cut -d' ' -f1 /proc/loadavg; }
+# CPU seconds (user+sys) of this shell's waited-for children so far.
+children_cpu() { times | awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.3f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }'; }
 RAW=$TMP/raw.tsv
 : >"$RAW"
 # record RUN PEER METRIC VALUE: one sample, with the load average.
@@ -265,6 +287,7 @@ interfaces = ["ext0", "int0"]
 shards = $1
 admin_socket = "$TMP/lvsd.sock"
 log = "warn"
+$(printf '%s\n' "${LVSD_SET[@]}")
 
 [[service]]
 protocol = "tcp"
@@ -369,11 +392,19 @@ udp_pps() {
     sleep $((DUR - 1))
     c1=$(rs_udp_count); t1=$(date +%s.%N)
     k1=$(ticks $pids); [[ -z $DIRECTOR_PID ]] || d1=$(proc_ticks "$DIRECTOR_PID")
+    local alive=1
+    pgrep -P "$bpid" >/dev/null || alive=0
     stop_pid "$bpid"
     local pps cpu dcpu
     pps=$(awk -v a="$c0" -v b="$c1" -v s="$t0" -v e="$t1" 'BEGIN { printf "%.0f", (b - a) / (e - s) }')
     cpu=$(awk -v k=$((k1 - k0)) -v n=$((c1 - c0)) -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.0f", k / hz * 1e9 / n; else print "nan" }')
     dcpu=$(awk -v k=$((d1 - d0)) -v n=$((c1 - c0)) -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.0f", k / hz * 1e9 / n; else print "nan" }')
+    if ((!alive)); then
+        # The machine was so busy that sampling outlasted the blaster's time
+        # bound: the window is not a steady load and its CPU is gone.
+        log "  $peer $label: the generator ended before the window did (machine too busy); sample dropped"
+        pps=nan cpu=nan dcpu=nan
+    fi
     record "$run" "$peer" "$label" "$pps"
     record "$run" "$peer" "${label}_cpu_ns" "$cpu"
     [[ -z $DIRECTOR_PID ]] || record "$run" "$peer" "${label}_proc_cpu_ns" "$dcpu"
@@ -384,6 +415,7 @@ udp_pps() {
 # connections each). Prints "req/s errors".
 wrk_run() {
     local peer=$1 secs=$2 conns=$3 out=$4 i pids=()
+    rm -f "$out".* # a previous run may have left more files than this one writes
     if [[ $peer == kernel_forward ]]; then
         for ((i = 0; i < NRS; i++)); do
             nsx client timeout $((secs + 10)) wrk -t1 -c$((conns / NRS)) -d"${secs}s" --timeout 2s \
@@ -402,16 +434,24 @@ wrk_run() {
         /Non-2xx/ { err += $NF }
         END { printf "%.0f %d\n", rps, err }'
 }
+# tcp_cps RUN PEER: connections/s with wrk; also the CPU per connection of
+# the whole path (wrk, the real servers, the director's process, ksoftirqd)
+# and of the director's process alone.
 tcp_cps() {
-    local run=$1 peer=$2 r k0 k1 c0
-    k0=$( [[ -n $DIRECTOR_PID ]] && proc_ticks "$DIRECTOR_PID" || echo 0)
+    local run=$1 peer=$2 r k0 k1 d0=0 d1=0 w0 w1
+    k0=$(ticks "${HTTPD_PIDS[@]}" $DIRECTOR_PID); [[ -z $DIRECTOR_PID ]] || d0=$(proc_ticks "$DIRECTOR_PID")
+    w0=$(children_cpu)
     r=$(wrk_run "$peer" "$DUR" 60 "$TMP/wrk")
-    k1=$( [[ -n $DIRECTOR_PID ]] && proc_ticks "$DIRECTOR_PID" || echo 0)
+    w1=$(children_cpu)
+    k1=$(ticks "${HTTPD_PIDS[@]}" $DIRECTOR_PID); [[ -z $DIRECTOR_PID ]] || d1=$(proc_ticks "$DIRECTOR_PID")
     set -- $r
+    local conns=$(($1 * DUR))
     record "$run" "$peer" tcp_cps "$1"
     record "$run" "$peer" tcp_errors "$2"
-    [[ -n $DIRECTOR_PID ]] && record "$run" "$peer" tcp_proc_cpu_us_per_conn \
-        "$(awk -v k=$((k1 - k0)) -v n="$1" -v d="$DUR" -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.1f", k / hz * 1e6 / (n * d); else print "nan" }')"
+    record "$run" "$peer" tcp_path_cpu_us_per_conn \
+        "$(awk -v k=$((k1 - k0)) -v w0="$w0" -v w1="$w1" -v n="$conns" -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.1f", (k / hz + w1 - w0) * 1e6 / n; else print "nan" }')"
+    [[ -z $DIRECTOR_PID ]] || record "$run" "$peer" tcp_proc_cpu_us_per_conn \
+        "$(awk -v k=$((d1 - d0)) -v n="$conns" -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.1f", k / hz * 1e6 / n; else print "nan" }')"
     log "  $peer tcp_cps: $1 conn/s, $2 errors (load $(load1))"
 }
 LAT_RATE=500
@@ -489,8 +529,8 @@ if ((EXTRAS)) && [[ " $PEERS " == *" lvsd "* ]]; then
     t0=$(date +%s.%N) applied=0 failed=0
     for ((k = 0; k < SWAPS; k++)); do
         w=$((1 + (k / 2) % 2)) r=${RS[(k / 2) % NRS]}
-        if ((k % 2 == 0)); then args=(-e -t "$VIP:80" -r "$r:8080" -m -w $w)
-        else args=(-e -u "$VIP:54" -r "$r:5354" -m -w $w); fi
+        if ((k % 2 == 0)); then args=(-e -t "$VIP:80" -r "$r:8080" -m -w "$w")
+        else args=(-e -u "$VIP:54" -r "$r:5354" -m -w "$w"); fi
         if lvsadm "${args[@]}" >/dev/null 2>>"$TMP/swap-errors.log"; then applied=$((applied + 1)); else failed=$((failed + 1)); fi
         (($(date +%s) - ${t0%.*} < SWAP_MAX - 10)) || break
     done
@@ -526,30 +566,54 @@ if ((EXTRAS)) && [[ " $PEERS " == *" lvsd "* ]]; then
 fi
 
 if ((PROFILE)); then
-    # perf (software cpu-clock: this VM has no hardware counters), whole
-    # machine, call graphs, during a UDP and a TCP load.
+    mkdir -p "$TMP/report"
+    # perf with the software cpu-clock event (this VM has no hardware
+    # counters), the whole machine (-a: softirq work runs in whichever task
+    # is on the CPU), call graphs, during a UDP and a TCP load. The machine is
+    # shared: other processes (rustc...) show up under their own names.
     for peer in lvsd nft_dnat; do
         peer_up "$peer"
         for load in udp tcp; do
             log "profiling $peer under $load load"
-            nsx client true
-            perf record -q -a -g -e cpu-clock -F 2000 -o "$TMP/perf-$peer-$load.data" -- sleep "$DUR" >/dev/null 2>&1 &
+            data=$TMP/perf-$peer-$load.data
+            perf record -q -a -g -e cpu-clock -F 1999 -o "$data" -- sleep "$DUR" >/dev/null 2>&1 &
             ppid=$!
             if [[ $load == udp ]]; then
-                dsts=$VIP port=53
-                nsx client timeout $((DUR + 5)) "$BT" blast eth0 "$(mac_of $CLIENT)" "$(mac_of $DIR_EXT)" $CLIENT $dsts $port $FLOWS $((DUR * 5000000)) "$DUR" 0 1 >/dev/null
+                nsx client timeout $((DUR + 5)) "$BT" blast eth0 "$(mac_of $CLIENT)" "$(mac_of $DIR_EXT)" $CLIENT $VIP 53 $FLOWS \
+                    $((DUR * 5000000)) "$DUR" 0 1 >"$TMP/pblast.log"
+                what="$(cat "$TMP/pblast.log")"
             else
-                wrk_run "$peer" "$DUR" 60 "$TMP/pwrk" >/dev/null
+                what="$(wrk_run "$peer" "$DUR" 60 "$TMP/pwrk") (conn/s errors)"
             fi
             wait "$ppid" || true
-            {
-                echo "# perf record -a -g -e cpu-clock -F 2000, $peer under $load load ($DUR s), $(date -u +%F), load $(cut -d' ' -f1-3 /proc/loadavg)"
-                echo "## by command"
-                perf report -i "$TMP/perf-$peer-$load.data" --stdio --no-children --sort comm 2>/dev/null | grep -v '^#' | grep -v '^$' | grep '%' | head -15
-                echo "## top symbols (self)"
-                perf report -i "$TMP/perf-$peer-$load.data" --stdio --no-children --sort comm,dso,sym -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -60
-            } >"$TMP/profile-$peer-$load.txt"
-            ((WRITE)) && cp "$TMP/profile-$peer-$load.txt" docs/bench/
+            rep() { perf report -i "$data" --stdio --no-children -g none --percent-limit 0.5 "$@" 2>/dev/null | grep -v '^#' | grep -v '^$'; }
+            ( # head closes pipes early: no pipefail here
+                set +e +o pipefail
+                echo "# $peer under $load load: perf record -a -g -e cpu-clock -F 1999, $DUR s, $(date -u '+%F %H:%M UTC')"
+                echo "# load: $what; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+                echo
+                echo "## CPU by thread name (comm), share of all samples on both CPUs"
+                rep --sort comm | head -20
+                echo
+                echo "## by CPU and thread name"
+                rep --sort cpu,comm | head -12
+                echo
+                echo "## top symbols, all threads (self time)"
+                rep --sort comm,sym | head -45
+                if [[ $peer == lvsd ]]; then
+                    echo
+                    echo "## lvsd shard threads: what they were doing (tests/bench/perfsplit.py)"
+                    perf script -i "$data" -F comm,tid,ip,sym,dso 2>/dev/null | python3 tests/bench/perfsplit.py lvsd-shard
+                    echo
+                    echo "## lvsd shard threads only: top symbols (self time, share of the shards' samples)"
+                    rep --comms lvsd-shard0,lvsd-shard1 --percentage relative --sort sym | head -40
+                    echo
+                    echo "## lvsd shard threads: call chains into the kernel (caller view, >= 2%)"
+                    perf report -i "$data" --stdio --children --comms lvsd-shard0,lvsd-shard1 --sort sym \
+                        -g caller,2,callee,function,percent --percent-limit 5 2>/dev/null | grep -v '^#' | grep -v '^$' | head -120
+                fi
+            ) >"$TMP/report/profile-$peer-$load.txt"
+            if ((WRITE)); then mkdir -p docs/bench && cp "$TMP/report/profile-$peer-$load.txt" docs/bench/; fi
         done
         peer_down "$peer"
     done
@@ -559,7 +623,7 @@ fi
 OUT=$TMP/report
 mkdir -p "$OUT"
 MACHINE="$(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(free -g | awk '/^Mem:/ { print $2 }') GiB, kernel $(uname -r)"
-CMDLINE="tests/bench.sh${QUICK:+ }$( ((QUICK)) && echo --quick)"
+CMDLINE="tests/bench.sh${ORIG_ARGS:+ $ORIG_ARGS}"
 python3 tests/bench/report.py --raw "$RAW" --out "$OUT" --machine "$MACHINE" \
     --command "sudo $CMDLINE (runs $RUNS, ${DUR} s per load)" --date "$(date -u '+%F %H:%M UTC')" \
     --loadavg "$(cut -d' ' -f1-3 /proc/loadavg)"

@@ -18,14 +18,18 @@
  *
  *   benchtool httpd ADDR PORT SECONDS
  *       A single-threaded epoll HTTP server: every request gets a 3-byte
- *       200 response with "Connection: close" and the connection is closed.
- *       Prints "ready" once listening; exits after SECONDS or on SIGTERM.
+ *       200 response with "Connection: close"; the server then waits for the
+ *       client to close first (so TIME_WAIT stays on the client, whose
+ *       tcp_tw_reuse handles it, and no server-side TIME_WAIT from one peer's
+ *       run can refuse the next peer's SYNs). Prints "ready" once listening;
+ *       exits after SECONDS or on SIGTERM.
  *
  *   benchtool lat ADDR PORT RATE COUNT SECONDS
  *       Latency: COUNT sequential HTTP/1.1 GETs, each on a new connection
  *       (Connection: close), started at RATE per second (at most SECONDS in
  *       all, 1 s timeout each). Prints "ok N err E p50_us A p90_us B p99_us C
- *       max_us D" (connect to end of response).
+ *       max_us D" (connect to the last byte of the response, by its
+ *       Content-Length; the client then closes).
  *
  * Everything it does is bounded in count and in time. No code here is
  * copied from elsewhere.
@@ -372,18 +376,20 @@ static int cmd_httpd(int argc, char **argv) {
                 }
                 continue;
             }
-            /* A request that fits one read (wrk's and lat's do): answer and close. */
+            /* A request that fits one read (wrk's and lat's do): answer, then
+             * wait for the client's close (read 0) or an error. */
             ssize_t r = read(fd, buf, sizeof buf);
             if (r > 0 && memmem(buf, (size_t)r, "\r\n\r\n", 4)) {
                 ssize_t w = write(fd, RESPONSE, sizeof RESPONSE - 1);
                 (void)w;
                 served++;
+                continue;
             } else if (r < 0 && errno == EAGAIN) {
                 continue;
             } else if (r > 0) {
                 continue; /* partial head: wait for the rest */
             }
-            close(fd); /* epoll forgets a closed descriptor */
+            close(fd); /* EOF or error; epoll forgets a closed descriptor */
         }
     }
     fprintf(stderr, "httpd: served %llu\n", served);
@@ -414,15 +420,23 @@ static long one_request(const struct sockaddr_in *a, const char *req, size_t req
         if (left <= 0) goto out;
         p.events = POLLIN;
         if (poll(&p, 1, left) != 1) goto out;
-        ssize_t r = read(fd, buf, sizeof buf);
-        if (r == 0) break;
+        ssize_t r = read(fd, buf + got, sizeof buf - 1 - got);
+        if (r == 0) goto out; /* closed before the whole response */
         if (r < 0) {
             if (errno == EAGAIN) continue;
             goto out;
         }
         got += (size_t)r;
+        buf[got] = 0;
+        char *end = strstr(buf, "\r\n\r\n");
+        char *cl = strcasestr(buf, "\r\nContent-Length:");
+        if (end && cl && cl < end) {
+            size_t body = (size_t)strtoul(cl + 17, NULL, 10);
+            if (got >= (size_t)(end + 4 - buf) + body) break;
+        }
+        if (got >= sizeof buf - 1) goto out;
     }
-    if (got >= 12 && memcmp(buf, "HTTP/1.1 200", 12) == 0)
+    if (memcmp(buf, "HTTP/1.1 200", 12) == 0)
         result = (long)((now_s() - t0) * 1e6);
 out:
     close(fd);
