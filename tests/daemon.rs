@@ -501,3 +501,45 @@ fn admin_group_may_change() {
     let out = run("--clear-groups", &["-L", "-n"]);
     assert!(!out.status.success(), "{out:?}");
 }
+
+/// A real server that does not answer ARP is asked again and counted as a
+/// failure; the one that answers is resolved.
+#[test]
+fn unanswered_neighbours_are_counted() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let cfg = config(&[(1, 1)])
+        + "\n  [[service.real_server]]\n  address = \"198.18.1.99:8080\"\n  method = \"nat\"\n";
+    let lab = lab("neigh", 1, &cfg);
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let n = daemon_stats(&lab).neighbors;
+        if n.failures >= 1 {
+            assert_eq!(n.resolved, 1, "{n:?}");
+            assert!(n.requests > n.replies, "{n:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no unanswered request counted: {n:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = String::from_utf8_lossy(&lab.lvsadm(&["--status"]).stdout).into_owned();
+    assert!(status.contains("neighbours: 1 resolved"), "{status}");
+}
+
+fn daemon_stats(lab: &Lab) -> lvsd_proto::DaemonStats {
+    let s = UnixStream::connect(lab.socket_path()).unwrap();
+    let mut w = s.try_clone().unwrap();
+    lvsd_proto::write_message(
+        &mut w,
+        &lvsd_proto::Request::new(lvsd_proto::Op::DaemonStats),
+    )
+    .unwrap();
+    match lvsd_proto::read_message(&mut BufReader::new(s)).unwrap() {
+        lvsd_proto::Response::DaemonStats(d) => d,
+        other => panic!("{other:?}"),
+    }
+}

@@ -199,6 +199,10 @@ fn update(net: &Net, ssh: &Ssh, file: &std::path::Path) -> Result<i32> {
         .ok_or_else(|| format!("update.sh was killed: {}", out.status).into())
 }
 
+/// The image tests run one at a time: two emulated machines on a 2-core
+/// host starve each other's boots.
+static ONE_VM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn skip_or_build() -> Option<&'static Images> {
     if !ready() {
         return None;
@@ -215,6 +219,9 @@ fn skip_or_build() -> Option<&'static Images> {
 /// lvsd cannot start, which falls back to the version before.
 #[test]
 fn uefi_boot_ssh_traffic_bad_config_and_rollback() {
+    let _one = ONE_VM
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some(images) = skip_or_build() else {
         return;
     };
@@ -310,6 +317,9 @@ fn uefi_boot_ssh_traffic_bad_config_and_rollback() {
 /// raw image, which is blessed and becomes syslinux's default.
 #[test]
 fn bios_boot_ssh_traffic_and_update() {
+    let _one = ONE_VM
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some(images) = skip_or_build() else {
         return;
     };

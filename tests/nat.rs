@@ -277,6 +277,10 @@ fn two_shards_share_the_load() {
         0,
         "replies reached the wrong shard: {st:?}"
     );
+    assert_eq!(
+        st.neighbors.resolved, 2,
+        "both real servers resolved: {st:?}"
+    );
 }
 
 /// The daemon's own counters, straight from the admin socket.

@@ -485,6 +485,14 @@ pub fn daemon_stats(stats: &DaemonStats) -> String {
         }
         out.push('\n');
     }
+    let n = &stats.neighbors;
+    if n.requests > 0 {
+        let _ = writeln!(
+            out,
+            "neighbours: {} resolved, {} requests, {} answers, {} unanswered",
+            n.resolved, n.requests, n.replies, n.failures
+        );
+    }
     out
 }
 
@@ -1087,6 +1095,7 @@ TCP  192.168.0.100:80                   12     3456     3300  123456K    2000M
                 shard(10, &[("no_service", 3), ("bad_checksum", 0)]),
                 shard(12345, &[("no_service", 1), ("ttl", 2)]),
             ],
+            ..Default::default()
         };
         let expected = "\
 counter            shard0   shard1    total

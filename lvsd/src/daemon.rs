@@ -226,6 +226,7 @@ fn start_and_wait(
     }
 
     let neigh_counters = Arc::new(NeighCounters::default());
+    lock(control).set_neighbor_counters(neigh_counters.clone());
     {
         let (ifaces, rules, out, counters, stop) = (
             ifaces.clone(),

@@ -297,7 +297,10 @@ impl Vm {
     pub fn boot(net: &Net, disk: &Path, fw: Firmware, name: &str) -> Result<Vm> {
         let serial = net.dir.join(format!("{name}-serial.log"));
         let mut c = net.cmd("vm", "qemu-system-x86_64");
-        c.args(["-accel", "tcg", "-m", "512", "-smp", "2"])
+        // One vCPU: under software emulation on a busy 2-core host, an SMP
+        // guest's CPUs starve each other and the guest kernel can stall at
+        // boot waiting for its other CPU.
+        c.args(["-accel", "tcg", "-m", "512", "-smp", "1"])
             .args(["-display", "none", "-monitor", "none"])
             .arg("-serial")
             .arg(format!("file:{}", serial.display()))

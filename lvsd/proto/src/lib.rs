@@ -356,6 +356,20 @@ pub struct ShardStats {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DaemonStats {
     pub shards: Vec<ShardStats>,
+    /// The neighbour resolver (ARP and IPv6 neighbour discovery).
+    #[serde(default)]
+    pub neighbors: NeighborStats,
+}
+
+/// What the neighbour resolver has done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighborStats {
+    /// Real servers whose MAC address is known now.
+    pub resolved: u64,
+    pub requests: u64,
+    pub replies: u64,
+    /// Requests that went unanswered.
+    pub failures: u64,
 }
 
 impl DaemonStats {

@@ -43,6 +43,7 @@ pub struct Control {
     shards: Vec<ShardHandle>,
     rates: RateEstimator,
     conn_table_size: u64,
+    neighbors: Option<Arc<crate::io::neigh::NeighCounters>>,
     /// Removed NAT destinations whose connections still carry traffic: the
     /// kernel filter keeps dropping their replies until the last one ends.
     lingering: Vec<(Protocol, SocketAddr, Arc<DestState>)>,
@@ -64,12 +65,18 @@ impl Control {
             shards: Vec::new(),
             rates: RateEstimator::default(),
             conn_table_size,
+            neighbors: None,
             lingering: Vec::new(),
         }
     }
 
     pub fn add_shard(&mut self, h: ShardHandle) {
         self.shards.push(h);
+    }
+
+    /// Where `--status` reads the neighbour resolver's counters.
+    pub fn set_neighbor_counters(&mut self, c: Arc<crate::io::neigh::NeighCounters>) {
+        self.neighbors = Some(c);
     }
 
     /// Takes the kernel filter out (to remove it at shutdown).
@@ -236,6 +243,16 @@ impl Control {
                     }
                 })
                 .collect(),
+            neighbors: self
+                .neighbors
+                .as_ref()
+                .map(|n| lvsd_proto::NeighborStats {
+                    resolved: n.resolved.load(Relaxed),
+                    requests: n.requests.load(Relaxed),
+                    replies: n.replies.load(Relaxed),
+                    failures: n.failures.load(Relaxed),
+                })
+                .unwrap_or_default(),
         }
     }
 

@@ -45,6 +45,8 @@ struct Entry {
 /// Counters the resolver keeps.
 #[derive(Debug, Default)]
 pub struct NeighCounters {
+    /// Neighbours resolved now (a gauge).
+    pub resolved: AtomicU64,
     pub requests: AtomicU64,
     pub replies: AtomicU64,
     pub failures: AtomicU64,
@@ -153,6 +155,9 @@ pub fn run(
                     );
                 }
             }
+            counters
+                .resolved
+                .store(t.map.len() as u64, Ordering::Relaxed);
             out.store(Arc::new(t));
         }
     }
