@@ -300,7 +300,12 @@ fn malformed_flood_is_counted_and_survived() {
         .split(':')
         .map(|b| u8::from_str_radix(b, 16).unwrap())
         .collect();
-    let before = drops_total(&lab);
+    let before = lab
+        .daemon_stats()
+        .shards
+        .iter()
+        .flat_map(|s| s.drops.values())
+        .sum::<u64>();
     const PER_KIND: usize = 2000;
     let frames = malformed_frames(&dst);
     let sent = lab.in_ns(lab.ns("client"), || {
@@ -332,7 +337,13 @@ fn malformed_flood_is_counted_and_survived() {
         "lvsd died: {}",
         lab.lvsd_log()
     );
-    let dropped = drops_total(&lab) - before;
+    let dropped = lab
+        .daemon_stats()
+        .shards
+        .iter()
+        .flat_map(|s| s.drops.values())
+        .sum::<u64>()
+        - before;
     assert_eq!(
         dropped, sent as u64,
         "every malformed frame is counted as dropped"
@@ -350,23 +361,6 @@ fn malformed_flood_is_counted_and_survived() {
     // Still forwarding.
     let body = curl(&lab, lab.ns("client"), "http://198.19.0.100/").unwrap();
     assert_eq!(body, "rs1\n");
-}
-
-fn drops_total(lab: &Lab) -> u64 {
-    use std::io::BufReader;
-    let s = UnixStream::connect(lab.socket_path()).unwrap();
-    let mut w = s.try_clone().unwrap();
-    lvsd_proto::write_message(
-        &mut w,
-        &lvsd_proto::Request::new(lvsd_proto::Op::DaemonStats),
-    )
-    .unwrap();
-    match lvsd_proto::read_message(&mut BufReader::new(s)).unwrap() {
-        lvsd_proto::Response::DaemonStats(d) => {
-            d.shards.iter().flat_map(|s| s.drops.values()).sum()
-        }
-        other => panic!("{other:?}"),
-    }
 }
 
 /// A packet socket bound to `ifname` in the calling thread's namespace.
@@ -514,7 +508,7 @@ fn unanswered_neighbours_are_counted() {
     let lab = lab("neigh", 1, &cfg);
     let deadline = Instant::now() + Duration::from_secs(6);
     loop {
-        let n = daemon_stats(&lab).neighbors;
+        let n = lab.daemon_stats().neighbors;
         if n.failures >= 1 {
             assert_eq!(n.resolved, 1, "{n:?}");
             assert!(n.requests > n.replies, "{n:?}");
@@ -528,18 +522,4 @@ fn unanswered_neighbours_are_counted() {
     }
     let status = String::from_utf8_lossy(&lab.lvsadm(&["--status"]).stdout).into_owned();
     assert!(status.contains("neighbours: 1 resolved"), "{status}");
-}
-
-fn daemon_stats(lab: &Lab) -> lvsd_proto::DaemonStats {
-    let s = UnixStream::connect(lab.socket_path()).unwrap();
-    let mut w = s.try_clone().unwrap();
-    lvsd_proto::write_message(
-        &mut w,
-        &lvsd_proto::Request::new(lvsd_proto::Op::DaemonStats),
-    )
-    .unwrap();
-    match lvsd_proto::read_message(&mut BufReader::new(s)).unwrap() {
-        lvsd_proto::Response::DaemonStats(d) => d,
-        other => panic!("{other:?}"),
-    }
 }

@@ -263,7 +263,7 @@ fn two_shards_share_the_load() {
     assert_eq!(bodies.len(), 200);
     let status = lab.lvsadm(&["--status"]);
     assert!(status.status.success());
-    let st = lvsd_stats(&lab);
+    let st = lab.daemon_stats();
     assert_eq!(st.shards.len(), 2);
     for (i, s) in st.shards.iter().enumerate() {
         assert!(
@@ -281,22 +281,6 @@ fn two_shards_share_the_load() {
         st.neighbors.resolved, 2,
         "both real servers resolved: {st:?}"
     );
-}
-
-/// The daemon's own counters, straight from the admin socket.
-fn lvsd_stats(lab: &Lab) -> lvsd_proto::DaemonStats {
-    use std::io::BufReader;
-    let s = std::os::unix::net::UnixStream::connect(lab.socket_path()).unwrap();
-    let mut w = s.try_clone().unwrap();
-    lvsd_proto::write_message(
-        &mut w,
-        &lvsd_proto::Request::new(lvsd_proto::Op::DaemonStats),
-    )
-    .unwrap();
-    match lvsd_proto::read_message(&mut BufReader::new(s)).unwrap() {
-        lvsd_proto::Response::DaemonStats(d) => d,
-        other => panic!("unexpected answer {other:?}"),
-    }
 }
 
 /// Weight changes, an added and a removed real server, all under load: no
@@ -415,7 +399,7 @@ fn changes_under_load_break_no_connection() {
     assert!(!out.contains("198.18.1.11:8080"), "rs1 was removed: {out}");
     let rs3 = stats_line(&out, "  -> 198.18.1.13:8080");
     assert!(rs3[0] > 0, "the added server took new connections: {out}");
-    let st = lvsd_stats(&lab);
+    let st = lab.daemon_stats();
     assert_eq!(st.drops("no_conn"), 0, "{st:?}");
 }
 

@@ -18,11 +18,9 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -520,70 +518,6 @@ pub fn check(what: &str, out: Output) -> Result<String> {
     }
 }
 
-/// Runs a command with stdin closed and its output captured; kills it when
-/// it runs longer than `timeout` (stderr then says so).
-pub fn run_bounded(mut c: Command, timeout: Duration) -> std::io::Result<Output> {
-    c.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn()?;
-    let (tx, rx) = mpsc::channel();
-    let mut readers = 0;
-    for (is_err, pipe) in [
-        (
-            false,
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ),
-        (
-            true,
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ),
-    ] {
-        if let Some(mut pipe) = pipe {
-            let tx = tx.clone();
-            readers += 1;
-            thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = pipe.read_to_end(&mut buf);
-                let _ = tx.send((is_err, buf));
-            });
-        }
-    }
-    drop(tx);
-    let deadline = Instant::now() + timeout;
-    let mut timed_out = false;
-    let status: ExitStatus = loop {
-        if let Some(s) = child.try_wait()? {
-            break s;
-        }
-        if Instant::now() >= deadline {
-            timed_out = true;
-            let _ = child.kill();
-            break child.wait()?;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let collect_deadline = Instant::now() + Duration::from_secs(2);
-    for _ in 0..readers {
-        match rx.recv_timeout(collect_deadline.saturating_duration_since(Instant::now())) {
-            Ok((false, b)) => stdout = b,
-            Ok((true, b)) => stderr = b,
-            Err(_) => break,
-        }
-    }
-    if timed_out {
-        stderr.extend_from_slice(format!("\n[killed after {timeout:?}]\n").as_bytes());
-    }
-    Ok(Output {
-        status,
-        stdout,
-        stderr,
-    })
-}
+#[path = "../common/bounded.rs"]
+mod bounded;
+pub use bounded::run_bounded;

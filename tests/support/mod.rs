@@ -60,13 +60,13 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -848,6 +848,19 @@ impl Lab {
         self.stop(id)
     }
 
+    /// lvsd's own counters (`Op::DaemonStats`), straight from the admin
+    /// socket.
+    pub fn daemon_stats(&self) -> lvsd_proto::DaemonStats {
+        let s = UnixStream::connect(self.socket_path()).expect("lvsd's admin socket");
+        let mut w = s.try_clone().expect("cloning the admin socket");
+        let ask = lvsd_proto::Request::new(lvsd_proto::Op::DaemonStats);
+        lvsd_proto::write_message(&mut w, &ask).expect("asking lvsd");
+        match lvsd_proto::read_message(&mut std::io::BufReader::new(s)) {
+            Ok(lvsd_proto::Response::DaemonStats(d)) => d,
+            other => panic!("unexpected answer to DaemonStats: {other:?}"),
+        }
+    }
+
     /// Runs `lvsadm --socket <socket> args...` (from the host namespace: the
     /// admin socket is a file in [`Lab::dir`]), bounded by [`EXEC_TIMEOUT`].
     pub fn lvsadm(&self, args: &[&str]) -> Output {
@@ -1080,75 +1093,9 @@ fn check(what: &str, out: Output) -> Result<String> {
     }
 }
 
-/// Runs a command with stdin closed and its output captured, killing it if
-/// it runs longer than `timeout` (a note is then appended to its stderr).
-fn run_bounded(mut c: Command, timeout: Duration) -> io::Result<Output> {
-    c.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn()?;
-    let (tx, rx) = mpsc::channel();
-    let mut readers = 0;
-    for (is_err, pipe) in [
-        (
-            false,
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ),
-        (
-            true,
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ),
-    ] {
-        if let Some(mut pipe) = pipe {
-            let tx = tx.clone();
-            readers += 1;
-            thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = pipe.read_to_end(&mut buf);
-                let _ = tx.send((is_err, buf));
-            });
-        }
-    }
-    drop(tx);
-    let deadline = Instant::now() + timeout;
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(s) = child.try_wait()? {
-            break s;
-        }
-        if Instant::now() >= deadline {
-            timed_out = true;
-            let _ = child.kill();
-            break child.wait()?;
-        }
-        thread::sleep(Duration::from_millis(5));
-    };
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    // A grandchild holding a pipe open must not hang us: bounded collection.
-    let collect_deadline = Instant::now() + Duration::from_secs(2);
-    for _ in 0..readers {
-        let left = collect_deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok((false, b)) => stdout = b,
-            Ok((true, b)) => stderr = b,
-            Err(_) => break,
-        }
-    }
-    if timed_out {
-        stderr.extend_from_slice(format!("\n[lab: killed after {timeout:?}]\n").as_bytes());
-    }
-    Ok(Output {
-        status,
-        stdout,
-        stderr,
-    })
-}
+#[path = "../common/bounded.rs"]
+mod bounded;
+pub use bounded::run_bounded;
 
 fn path_str(p: &Path) -> Result<&str> {
     p.to_str()
