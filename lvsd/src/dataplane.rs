@@ -451,23 +451,9 @@ fn ipv4(rx: &Rx, conns: &mut ConnTable, f: &mut Frame) -> Out {
     let Some(protocol) = protocol else {
         return icmp4(rx, conns, f, len, hl, ttl, to_vip);
     };
-    let Some((sport, dport, flags)) = ports(protocol, ip.payload()) else {
-        return ours(DropReason::Malformed);
-    };
-    if !f.set_l3_len(len) {
-        return ours(DropReason::Truncated);
-    }
-    let flow = Flow {
-        protocol,
-        src: IpAddr::V4(src),
-        sport,
-        dst: IpAddr::V4(dst),
-        dport,
-        flags,
-        len,
-        ttl,
-    };
-    l4(rx, conns, f, &flow, to_vip)
+    let found = ports(protocol, ip.payload());
+    let addrs = (IpAddr::V4(src), IpAddr::V4(dst));
+    tcp_udp(rx, conns, f, (protocol, found), addrs, (len, ttl), to_vip)
 }
 
 fn ipv6(rx: &Rx, conns: &mut ConnTable, f: &mut Frame) -> Out {
@@ -518,7 +504,24 @@ fn ipv6(rx: &Rx, conns: &mut ConnTable, f: &mut Frame) -> Out {
     let Some(protocol) = protocol else {
         return icmp6(rx, conns, f, len, hop, to_vip);
     };
-    let Some((sport, dport, flags)) = ports(protocol, ip.payload()) else {
+    let found = ports(protocol, ip.payload());
+    let addrs = (IpAddr::V6(src), IpAddr::V6(dst));
+    tcp_udp(rx, conns, f, (protocol, found), addrs, (len, hop), to_vip)
+}
+
+/// The common tail of [`ipv4`] and [`ipv6`] for TCP and UDP: the transport
+/// header must have been readable, and the frame is cut to the IP length.
+fn tcp_udp(
+    rx: &Rx,
+    conns: &mut ConnTable,
+    f: &mut Frame,
+    (protocol, found): (Protocol, Option<(u16, u16, TcpFlags)>),
+    (src, dst): (IpAddr, IpAddr),
+    (len, ttl): (usize, u8),
+    to_vip: bool,
+) -> Out {
+    let ours = |r| if to_vip { drop(r) } else { PASS };
+    let Some((sport, dport, flags)) = found else {
         return ours(DropReason::Malformed);
     };
     if !f.set_l3_len(len) {
@@ -526,13 +529,13 @@ fn ipv6(rx: &Rx, conns: &mut ConnTable, f: &mut Frame) -> Out {
     }
     let flow = Flow {
         protocol,
-        src: IpAddr::V6(src),
+        src,
         sport,
-        dst: IpAddr::V6(dst),
+        dst,
         dport,
         flags,
         len,
-        ttl: hop,
+        ttl,
     };
     l4(rx, conns, f, &flow, to_vip)
 }

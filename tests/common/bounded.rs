@@ -76,3 +76,18 @@ pub fn run_bounded(mut c: Command, timeout: Duration) -> io::Result<Output> {
         stderr,
     })
 }
+
+/// stdout of a successful command, or an error naming it with its stderr.
+pub fn check(what: &str, out: Output) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{what} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end(),
+            String::from_utf8_lossy(&out.stdout).trim_end()
+        )
+        .into())
+    }
+}

@@ -503,21 +503,6 @@ pub fn setup(program: &str, args: &[&str]) -> Result<()> {
     .map(drop)
 }
 
-/// stdout of a successful command, or an error with its stderr.
-pub fn check(what: &str, out: Output) -> Result<String> {
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{what} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim_end(),
-            String::from_utf8_lossy(&out.stdout).trim_end()
-        )
-        .into())
-    }
-}
-
 #[path = "../common/bounded.rs"]
 mod bounded;
-pub use bounded::run_bounded;
+pub use bounded::{check, run_bounded};

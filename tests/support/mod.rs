@@ -1078,24 +1078,9 @@ fn setup_output(c: Command) -> Result<String> {
     check(&what, out)
 }
 
-/// stdout of a successful command, or an error naming it with its stderr.
-fn check(what: &str, out: Output) -> Result<String> {
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{what} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim_end(),
-            String::from_utf8_lossy(&out.stdout).trim_end()
-        )
-        .into())
-    }
-}
-
 #[path = "../common/bounded.rs"]
 mod bounded;
-pub use bounded::run_bounded;
+pub use bounded::{check, run_bounded};
 
 fn path_str(p: &Path) -> Result<&str> {
     p.to_str()
