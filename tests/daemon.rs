@@ -523,3 +523,39 @@ fn unanswered_neighbours_are_counted() {
     let status = String::from_utf8_lossy(&lab.lvsadm(&["--status"]).stdout).into_owned();
     assert!(status.contains("neighbours: 1 resolved"), "{status}");
 }
+
+/// `cpus` pins each shard thread to its CPU.
+#[test]
+fn shards_are_pinned() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let cfg = config(&[(1, 1)]).replace("shards = 1", "shards = 2\ncpus = [1, 0]");
+    let lab = lab("pin", 1, &cfg);
+    let pid = lab.lvsd().unwrap().0;
+    let mut seen = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if let Some(shard) = name.trim().strip_prefix("lvsd-shard") {
+            let status = std::fs::read_to_string(dir.join("status")).unwrap();
+            let cpus = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .unwrap()
+                .trim()
+                .to_string();
+            seen.push((shard.to_string(), cpus));
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("0".to_string(), "1".to_string()),
+            ("1".to_string(), "0".to_string())
+        ],
+        "{}",
+        lab.lvsd_log()
+    );
+}

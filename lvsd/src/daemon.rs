@@ -215,9 +215,13 @@ fn start_and_wait(
             local_tun: local_fd,
         };
         let done = done_tx.clone();
+        let cpu = (!d.cpus.is_empty()).then(|| d.cpus[id % d.cpus.len()]);
         let t = std::thread::Builder::new()
             .name(format!("lvsd-shard{id}"))
             .spawn(move || {
+                if let Some(cpu) = cpu {
+                    pin(id, cpu);
+                }
                 let r = shard::run(params);
                 let _ = done.send((id, r));
             })
@@ -348,4 +352,16 @@ fn all_resolved(
         .flat_map(|s| s.dests.iter())
         .filter(|d| !d.local && ifaces.on_link(d.addr().ip()).is_some())
         .all(|d| neigh.map.contains_key(&d.addr().ip()))
+}
+
+/// Pins the calling shard thread to `cpu`; a failure is logged, not fatal.
+fn pin(shard: usize, cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    let pinned = set
+        .set(cpu)
+        .and_then(|()| nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set));
+    match pinned {
+        Ok(()) => tracing::info!("shard {shard} pinned to CPU {cpu}"),
+        Err(e) => tracing::warn!("shard {shard}: cannot pin to CPU {cpu}: {e}"),
+    }
 }

@@ -79,6 +79,9 @@ pub struct DaemonConfig {
     pub kernel_filter: bool,
     /// tracing filter ("info", "lvsd=debug", ...).
     pub log: String,
+    /// CPUs the shards are pinned to, shard i on `cpus[i % len]`; empty:
+    /// not pinned.
+    pub cpus: Vec<usize>,
 }
 
 /// A whole configuration.
@@ -126,6 +129,7 @@ struct DaemonSection {
     buffer_size: Option<Spanned<usize>>,
     kernel_filter: Option<bool>,
     log: Option<String>,
+    cpus: Option<Spanned<Vec<usize>>>,
 }
 
 #[derive(Deserialize)]
@@ -246,6 +250,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         Some(b) => b.into_inner(),
         None => 65_536 + 512,
     };
+    let pinned = match d.cpus {
+        // CPU_SETSIZE is 1024.
+        Some(c) if c.get_ref().iter().any(|&n| n >= 1024) || c.get_ref().is_empty() => {
+            return Err(at.err(c.span(), "cpus must list CPU numbers, for example [1, 2]"))
+        }
+        Some(c) => c.into_inner(),
+        None => Vec::new(),
+    };
     let daemon = DaemonConfig {
         interfaces: d.interfaces.into_inner(),
         shards,
@@ -259,6 +271,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         buffer_size,
         kernel_filter: d.kernel_filter.unwrap_or(true),
         log: d.log.unwrap_or_else(|| "info".into()),
+        cpus: pinned,
     };
 
     // Rules become operations, each with the place it came from.
@@ -468,6 +481,11 @@ scheduler = "wrr"
 
         let (line, msg) = err_at("[daemon]\ninterfaces = [\"a\"]\nshards = 0\n");
         assert_eq!(line, 3, "{msg}");
+
+        let (line, msg) = err_at("[daemon]\ninterfaces = [\"a\"]\ncpus = []\n");
+        assert_eq!(line, 3, "{msg}");
+        let c = p("[daemon]\ninterfaces = [\"a\"]\ncpus = [1, 0]\n").unwrap();
+        assert_eq!(c.daemon.cpus, vec![1, 0]);
 
         let e = p("[daemon\n").unwrap_err();
         assert_eq!(e.line, 1);

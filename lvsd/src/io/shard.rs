@@ -241,6 +241,7 @@ pub fn run(p: ShardParams) -> io::Result<()> {
     let mut recv_armed = false;
     let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(cq_size as usize);
     let mut fanout_vips: Option<Vec<std::net::Ipv4Addr>> = None;
+    let mut fanout_generation = 0u64;
     let ts = types::Timespec::from(IDLE_WAIT);
     let c = &*p.counters;
 
@@ -268,7 +269,9 @@ pub fn run(p: ShardParams) -> io::Result<()> {
         let rules = p.rules.load();
         let neigh = p.neigh.load();
         let ifaces = p.ifaces.load();
-        if p.fanout_owner {
+        // Only when the rules changed: a new program needs a system call.
+        if p.fanout_owner && rules.generation != fanout_generation {
+            fanout_generation = rules.generation;
             update_fanout(fd, &rules, &mut fanout_vips);
         }
         conns.expire(now);
