@@ -105,17 +105,6 @@ fn dest_line(addr: &str, forward: &str, weight: u32) -> String {
     format!("  -> {addr:<28} {forward:<7} {weight:<6} ")
 }
 
-fn lvsadm_ok(lab: &Lab, args: &[&str]) -> String {
-    let out = lab.lvsadm(args);
-    assert!(
-        out.status.success(),
-        "lvsadm {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Asserts that `n` answers came back, each of `servers` getting n/len
 /// give or take `slack` (rr may start anywhere: the readiness probe and
 /// earlier requests moved it on).
@@ -791,7 +780,7 @@ fn dr_forwards_and_rs_answers_directly() {
         "rs1 got {rs1} of 200, expected 25% +- 5%: {counts:?}"
     );
     counters.assert_direct(false);
-    let list = lvsadm_ok(&lab, &["-L", "-n"]);
+    let list = lab.lvsadm_ok(&["-L", "-n"]);
     assert!(list.contains("TCP  198.19.0.100:80 wrr"), "{list}");
     assert!(
         list.contains(&dest_line("198.18.1.11:80", "Route", 1)),
@@ -817,20 +806,17 @@ fn dr_port_cannot_be_remapped() {
         |lab| config(&[lab_service(lab, false, 80, 80, &[1])]),
         "http://198.19.0.100/",
     );
-    lvsadm_ok(
-        &lab,
-        &[
-            "-a",
-            "-t",
-            "198.19.0.100:80",
-            "-r",
-            "198.18.1.12:8080",
-            "-g",
-            "-w",
-            "1",
-        ],
-    );
-    let list = lvsadm_ok(&lab, &["-L", "-n"]);
+    lab.lvsadm_ok(&[
+        "-a",
+        "-t",
+        "198.19.0.100:80",
+        "-r",
+        "198.18.1.12:8080",
+        "-g",
+        "-w",
+        "1",
+    ]);
+    let list = lab.lvsadm_ok(&["-L", "-n"]);
     assert!(
         list.contains(&dest_line("198.18.1.12:80", "Route", 1)),
         "{list}"
@@ -857,7 +843,7 @@ fn tun_forwards_over_ipip() {
     let counts = count(&curl_many(&lab, "http://198.19.0.100/", 100));
     assert_split(&counts, &["rs1", "rs2"], 100, 2);
     counters.assert_direct(false);
-    let list = lvsadm_ok(&lab, &["-L", "-n"]);
+    let list = lab.lvsadm_ok(&["-L", "-n"]);
     assert!(list.contains("TCP  198.19.0.100:80 rr"), "{list}");
     assert!(
         list.contains(&dest_line("198.18.1.11:80", "Tunnel", 1)),
@@ -939,7 +925,7 @@ fn local_node() {
         counts.get("director").copied().unwrap_or(0) >= 10,
         "{counts:?}"
     );
-    let list = lvsadm_ok(&lab, &["-L", "-n"]);
+    let list = lab.lvsadm_ok(&["-L", "-n"]);
     assert!(
         list.contains(&dest_line("198.18.1.11:80", "Route", 1)),
         "{list}"
@@ -964,7 +950,7 @@ fn mixed_methods_in_one_service() {
     );
     let counts = count(&curl_many(&lab, "http://198.19.0.100/", 300));
     assert_split(&counts, &["rs1", "rs2", "rs3"], 300, 2);
-    let list = lvsadm_ok(&lab, &["-L", "-n"]);
+    let list = lab.lvsadm_ok(&["-L", "-n"]);
     assert!(
         list.contains(&dest_line("198.18.1.11:8080", "Masq", 1)),
         "{list}"
@@ -1085,7 +1071,7 @@ fn ipv6_nat() {
     );
     let counts = count(&curl_many(&lab, "http://[fd00:198:19::100]/", 40));
     assert_split(&counts, &["rs1", "rs2"], 40, 1);
-    let list = lvsadm_ok(&lab, &["-L", "-n"]);
+    let list = lab.lvsadm_ok(&["-L", "-n"]);
     assert!(list.contains("TCP  [fd00:198:19::100]:80 rr"), "{list}");
     assert!(
         list.contains(&dest_line("[fd00:198:18:1::11]:8080", "Masq", 1)),
@@ -1097,21 +1083,18 @@ fn ipv6_nat() {
     );
 
     // lvsadm takes [addr]:port.
-    lvsadm_ok(&lab, &["-A", "-t", "[fd00:198:19::100]:8000", "-s", "rr"]);
-    lvsadm_ok(
-        &lab,
-        &[
-            "-a",
-            "-t",
-            "[fd00:198:19::100]:8000",
-            "-r",
-            "[fd00:198:18:1::12]:8080",
-            "-m",
-            "-w",
-            "2",
-        ],
-    );
-    let list = lvsadm_ok(&lab, &["-L", "-n"]);
+    lab.lvsadm_ok(&["-A", "-t", "[fd00:198:19::100]:8000", "-s", "rr"]);
+    lab.lvsadm_ok(&[
+        "-a",
+        "-t",
+        "[fd00:198:19::100]:8000",
+        "-r",
+        "[fd00:198:18:1::12]:8080",
+        "-m",
+        "-w",
+        "2",
+    ]);
+    let list = lab.lvsadm_ok(&["-L", "-n"]);
     assert!(list.contains("TCP  [fd00:198:19::100]:8000 rr"), "{list}");
     assert!(
         list.contains(&dest_line("[fd00:198:18:1::12]:8080", "Masq", 2)),
@@ -1135,7 +1118,7 @@ fn ipv6_direct(name: &str, method: Fwd) {
     let counts = count(&curl_many(&lab, "http://[fd00:198:19::100]/", 40));
     assert_split(&counts, &["rs1", "rs2"], 40, 1);
     counters.assert_direct(true);
-    let list = lvsadm_ok(&lab, &["-L", "-n"]);
+    let list = lab.lvsadm_ok(&["-L", "-n"]);
     let fwd = method.ipvsadm_name();
     assert!(list.contains("TCP  [fd00:198:19::100]:80 rr"), "{list}");
     assert!(

@@ -77,17 +77,6 @@ fn wait_resolved(lab: &Lab, _n: usize) {
     }
 }
 
-fn lvsadm_ok(lab: &Lab, args: &[&str]) -> String {
-    let out = lab.lvsadm(args);
-    assert!(
-        out.status.success(),
-        "lvsadm {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn curl_through_vip_splits_by_weight() {
     if !Lab::skip_unless_root() {
@@ -105,7 +94,7 @@ fn curl_through_vip_splits_by_weight() {
         "rs1 got {rs1} of 400 ({:.1}%), expected 25% +- 5%: {counts:?}",
         share * 100.0
     );
-    let list = lvsadm_ok(&lab, &["-L", "-n"]);
+    let list = lab.lvsadm_ok(&["-L", "-n"]);
     assert!(list.contains("TCP  198.19.0.100:80 wrr"), "{list}");
     assert!(
         list.contains("  -> 198.18.1.11:8080             Masq    1      "),
@@ -212,7 +201,7 @@ fn stats_match_the_packets_sent() {
     }
     let lab = lab_with_lvsd("stats", 2, &nat_config(2, "rr", &[1, 1]));
     let counters = ClientCounters::install(&lab);
-    lvsadm_ok(&lab, &["-Z"]);
+    lab.lvsadm_ok(&["-Z"]);
 
     // TCP: 40 connections with curl.
     let bodies = curl_many(&lab, "http://198.19.0.100/", 40);
@@ -229,7 +218,7 @@ fn stats_match_the_packets_sent() {
     });
     std::thread::sleep(Duration::from_millis(300));
 
-    let out = lvsadm_ok(&lab, &["-L", "-n", "--stats", "--exact"]);
+    let out = lab.lvsadm_ok(&["-L", "-n", "--stats", "--exact"]);
     let tcp = stats_line(&out, "TCP  198.19.0.100:80");
     let udp = stats_line(&out, "UDP  198.19.0.100:53");
     let (tcp_out_p, tcp_out_b) = counters.read("tcp dport 80");
@@ -298,7 +287,7 @@ fn changes_under_load_break_no_connection() {
     lab.start_lvsd(&nat_config(2, "wlc", &[1, 1]))
         .expect("lvsd");
     wait_resolved(&lab, 2);
-    lvsadm_ok(&lab, &["-Z"]);
+    lab.lvsadm_ok(&["-Z"]);
     let client = lab.ns("client");
     let (keepalive, closing) = std::thread::scope(|s| {
         // Long-lived keep-alive connections, and a new connection per request.
@@ -369,7 +358,7 @@ fn changes_under_load_break_no_connection() {
         ];
         for step in steps {
             std::thread::sleep(Duration::from_millis(1500));
-            lvsadm_ok(&lab, step);
+            lab.lvsadm_ok(step);
         }
         (k.join().unwrap(), c.join().unwrap())
     });
@@ -395,7 +384,7 @@ fn changes_under_load_break_no_connection() {
             "wrk ({name}) made only {requests} requests:\n{text}"
         );
     }
-    let out = lvsadm_ok(&lab, &["-L", "-n", "--stats", "--exact"]);
+    let out = lab.lvsadm_ok(&["-L", "-n", "--stats", "--exact"]);
     assert!(!out.contains("198.18.1.11:8080"), "rs1 was removed: {out}");
     let rs3 = stats_line(&out, "  -> 198.18.1.13:8080");
     assert!(rs3[0] > 0, "the added server took new connections: {out}");

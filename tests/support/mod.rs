@@ -848,6 +848,18 @@ impl Lab {
         self.stop(id)
     }
 
+    /// [`Lab::lvsadm`] that must succeed; its stdout.
+    pub fn lvsadm_ok(&self, args: &[&str]) -> String {
+        let out = self.lvsadm(args);
+        assert!(
+            out.status.success(),
+            "lvsadm {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// lvsd's own counters (`Op::DaemonStats`), straight from the admin
     /// socket.
     pub fn daemon_stats(&self) -> lvsd_proto::DaemonStats {
