@@ -180,22 +180,7 @@ fn only_root_may_change() {
         return;
     }
     let lab = lab("perm", 1, &config(&[(1, 1)]));
-    std::fs::set_permissions(
-        &lab.dir,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let lvsadm = support::lvsadm_bin().unwrap();
-    let sock = lab.socket_path();
-    let as_nobody = |args: &[&str]| {
-        let mut cmd = std::process::Command::new("setpriv");
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(&lvsadm)
-            .arg("--socket")
-            .arg(&sock)
-            .args(args);
-        cmd.output().unwrap()
-    };
+    let as_nobody = |args: &[&str]| lvsadm_as_nobody(&lab, "--clear-groups", args);
     let read = as_nobody(&["-L", "-n"]);
     assert!(read.status.success(), "{read:?}");
     assert!(String::from_utf8_lossy(&read.stdout).contains("198.19.0.100:80"));
@@ -470,23 +455,7 @@ fn admin_group_may_change() {
         "socket_mode = \"0660\"\nadmin_group = \"adm\"",
     );
     let lab = lab("group", 1, &cfg);
-    std::fs::set_permissions(
-        &lab.dir,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let lvsadm = support::lvsadm_bin().unwrap();
-    let sock = lab.socket_path();
-    let run = |groups: &str, args: &[&str]| {
-        std::process::Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", groups])
-            .arg(&lvsadm)
-            .arg("--socket")
-            .arg(&sock)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |groups: &str, args: &[&str]| lvsadm_as_nobody(&lab, groups, args);
     let in_group = format!("--groups={gid}");
     let out = run(&in_group, &["-A", "-t", "198.19.0.101:80", "-s", "rr"]);
     assert!(out.status.success(), "a member of adm may change: {out:?}");
@@ -558,4 +527,24 @@ fn shards_are_pinned() {
         "{}",
         lab.lvsd_log()
     );
+}
+
+/// Runs lvsadm against the lab's lvsd as user and group `nobody`, with the
+/// supplementary groups `groups` gives setpriv (`--clear-groups`,
+/// `--groups=N`). The lab's directory is opened up so nobody can reach the
+/// socket at all; the socket's own mode still applies.
+fn lvsadm_as_nobody(lab: &Lab, groups: &str, args: &[&str]) -> std::process::Output {
+    std::fs::set_permissions(
+        &lab.dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", groups])
+        .arg(support::lvsadm_bin().unwrap())
+        .arg("--socket")
+        .arg(lab.socket_path())
+        .args(args)
+        .output()
+        .unwrap()
 }
