@@ -198,25 +198,7 @@ fn counter(lab: &Lab, ns: &str, name: &str, rule: &str) -> u64 {
 
 /// One bounded HTTP GET from the client; `-g` so that `[v6]` is no glob.
 fn curl1(lab: &Lab, url: &str) -> Result<String, String> {
-    let out = lab.exec_timeout(
-        "client",
-        &[
-            "curl",
-            "-g",
-            "-sS",
-            "--connect-timeout",
-            "2",
-            "--max-time",
-            "5",
-            url,
-        ],
-        Duration::from_secs(10),
-    );
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    support::curl(lab, lab.ns("client"), url).map_err(|e| e.to_string())
 }
 
 /// Waits (at most 10 s) until `url` answers from the client, so lvsd has

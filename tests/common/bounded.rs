@@ -1,7 +1,9 @@
-//! Running a command with a time limit: shared by the namespace lab
-//! (`tests/support`) and the image tests (`tests/image_support`).
+//! Running a command with a time limit, and finding the workspace's
+//! binaries: shared by the namespace lab (`tests/support`) and the image
+//! tests (`tests/image_support`).
 
 use std::io::{self, Read};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -90,4 +92,19 @@ pub fn check(what: &str, out: Output) -> Result<String, Box<dyn std::error::Erro
         )
         .into())
     }
+}
+
+/// Where cargo puts the workspace binary `name` for this test build: next to
+/// the test binary's `deps/` directory (`target/<profile>/NAME`).
+pub fn built_bin(name: &str) -> io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let mut dir = exe
+        .parent()
+        .ok_or_else(|| io::Error::other("the test binary has no directory"))?;
+    if dir.ends_with("deps") {
+        dir = dir
+            .parent()
+            .ok_or_else(|| io::Error::other("deps/ has no parent"))?;
+    }
+    Ok(dir.join(name))
 }

@@ -127,12 +127,7 @@ pub fn build(args: &[&str], timeout: Duration) -> Result<()> {
 
 /// A workspace binary next to the test executable (target/debug/NAME).
 pub fn workspace_bin(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let mut dir = exe.parent().ok_or("no directory")?;
-    if dir.ends_with("deps") {
-        dir = dir.parent().ok_or("deps/ has no parent")?;
-    }
-    let p = dir.join(name);
+    let p = bounded::built_bin(name)?;
     if p.is_file() {
         Ok(p)
     } else {

@@ -1125,12 +1125,7 @@ fn workspace_bin(name: &str, env_var: &str) -> Result<PathBuf> {
             Err(format!("{env_var}={} is not a file", p.display()).into())
         };
     }
-    let exe = std::env::current_exe()?;
-    let mut dir = exe.parent().ok_or("the test binary has no directory")?;
-    if dir.ends_with("deps") {
-        dir = dir.parent().ok_or("deps/ has no parent")?;
-    }
-    let p = dir.join(name);
+    let p = bounded::built_bin(name)?;
     if p.is_file() {
         Ok(p)
     } else {
@@ -1199,12 +1194,14 @@ pub fn curl_many_from(lab: &Lab, ns: &str, url: &str, n: usize) -> Vec<String> {
 }
 
 /// One HTTP GET from namespace `ns`, bounded (2 s to connect, 5 s in all);
-/// returns the body, or an error with curl's message.
+/// returns the body, or an error with curl's message. `-g`: brackets in the
+/// URL are an IPv6 address, not a glob.
 pub fn curl(lab: &Lab, ns: &str, url: &str) -> Result<String> {
     lab.exec_ok(
         ns,
         &[
             "curl",
+            "-g",
             "-sS",
             "--connect-timeout",
             "2",
