@@ -279,12 +279,14 @@ record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$(load1)" >>"$RAW"
 
 # --- the peers -----------------------------------------------------------------
 DIRECTOR_PID= # the peer's user-space process, if it has one
-lvsd_config() { # lvsd_config SHARDS
+lvsd_config() { # lvsd_config [SHARDS]: with SHARDS, packet sockets and that
+    # many shards; without, lvsd's defaults (the XDP backend where it works)
     local i
     cat <<EOF
 [daemon]
 interfaces = ["ext0", "int0"]
-shards = $1
+${1:+shards = $1
+backend = \"packet\"}
 admin_socket = "$TMP/lvsd.sock"
 log = "warn"
 $(printf '%s\n' "${LVSD_SET[@]}")
@@ -308,7 +310,7 @@ peer_up() { # peer_up PEER [SHARDS]
     DIRECTOR_PID=
     case $1 in
     lvsd)
-        lvsd_config "${2:-$(nproc)}" >"$TMP/lvsd.toml"
+        lvsd_config "${2:-}" >"$TMP/lvsd.toml"
         bgrun director lvsd "$LVSD" --config "$TMP/lvsd.toml"
         DIRECTOR_PID=$BG_PID
         local i

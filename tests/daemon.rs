@@ -266,10 +266,76 @@ fn sigterm_undoes_the_setup() {
     }
     let lab = lab("term", 1, &config(&[(1, 1)]));
     assert!(nft_tables(&lab).contains("table netdev lvsd"));
+    for dev in ["ext0", "int0"] {
+        assert!(xdp_attached(&lab, dev), "no XDP program on {dev}");
+    }
     let status = lab.stop_lvsd().unwrap();
     assert!(status.success(), "{status:?}: {}", lab.lvsd_log());
     assert!(!nft_tables(&lab).contains("lvsd"), "{}", nft_tables(&lab));
     assert!(!lab.socket_path().exists());
+    for dev in ["ext0", "int0"] {
+        assert!(!xdp_attached(&lab, dev), "XDP program left on {dev}");
+    }
+}
+
+/// Whether an XDP program is attached to the director's `dev`.
+fn xdp_attached(lab: &Lab, dev: &str) -> bool {
+    let out = lab
+        .exec_ok(
+            lab.ns("director"),
+            &["ip", "-d", "link", "show", "dev", dev],
+        )
+        .unwrap();
+    out.contains("prog/xdp")
+}
+
+/// Where XDP cannot be attached (a veth pair with an MTU above what veth's
+/// XDP takes), `backend = "auto"` falls back to packet sockets and serves;
+/// `backend = "xdp"` refuses to start and says why.
+#[test]
+fn xdp_unavailable_falls_back_or_fails() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = Lab::nat("noxdp", 1).expect("lab");
+    lab.spawn_testsrv(1, Some(8080), None).expect("real server");
+    lab.exec_ok(
+        lab.ns("client"),
+        &["ip", "link", "set", "eth0", "mtu", "9000"],
+    )
+    .unwrap();
+    lab.exec_ok(
+        lab.ns("director"),
+        &["ip", "link", "set", "ext0", "mtu", "9000"],
+    )
+    .unwrap();
+    let auto = config(&[(1, 1)]).replace("shards = 1\n", "");
+    lab.start_lvsd(&auto).expect("lvsd");
+    let st = lab.daemon_stats();
+    assert_eq!(st.backend, "packet", "{st:?}");
+    let log = lab.lvsd_log();
+    assert!(
+        log.contains("XDP backend unavailable") && log.contains("attaching to ext0"),
+        "{log}"
+    );
+    for dev in ["ext0", "int0"] {
+        assert!(
+            !xdp_attached(&lab, dev),
+            "a half set-up backend stayed on {dev}"
+        );
+    }
+    let body =
+        curl(&lab, lab.ns("client"), "http://198.19.0.100/").expect("served over packet sockets");
+    assert_eq!(body.trim(), "rs1");
+    assert!(lab.stop_lvsd().unwrap().success());
+
+    let forced = auto.replace("[daemon]\n", "[daemon]\nbackend = \"xdp\"\n");
+    let err = lab
+        .start_lvsd(&forced)
+        .expect_err("lvsd must refuse to start")
+        .to_string();
+    assert!(err.contains("setting up the XDP backend"), "{err}");
+    assert!(!xdp_attached(&lab, "int0"));
 }
 
 /// A flood of malformed frames: every one counted as a drop, lvsd keeps

@@ -10,11 +10,13 @@ use std::time::{Duration, Instant};
 use support::{count, curl_many, Lab};
 
 /// A NAT config: TCP VIP:80 to each real server's 8080 with `weights`, and
-/// UDP VIP:53 to each real server's 5353.
-fn nat_config(shards: usize, scheduler: &str, weights: &[u32]) -> String {
+/// UDP VIP:53 to each real server's 5353; frames arrive by `backend`
+/// ("xdp" runs one shard).
+fn nat_config(backend: &str, shards: usize, scheduler: &str, weights: &[u32]) -> String {
     let mut s = format!(
         r#"[daemon]
 interfaces = ["ext0", "int0"]
+backend = "{backend}"
 shards = {shards}
 admin_socket = "lvsd.sock"
 socket_mode = "0666"
@@ -82,7 +84,7 @@ fn curl_through_vip_splits_by_weight() {
     if !Lab::skip_unless_root() {
         return;
     }
-    let lab = lab_with_lvsd("wrr", 2, &nat_config(2, "wrr", &[1, 3]));
+    let lab = lab_with_lvsd("wrr", 2, &nat_config("xdp", 1, "wrr", &[1, 3]));
     let bodies = curl_many(&lab, "http://198.19.0.100/", 400);
     let counts = count(&bodies);
     let rs1 = counts.get("rs1").copied().unwrap_or(0);
@@ -93,6 +95,12 @@ fn curl_through_vip_splits_by_weight() {
         (share - 0.25).abs() <= 0.05,
         "rs1 got {rs1} of 400 ({:.1}%), expected 25% +- 5%: {counts:?}",
         share * 100.0
+    );
+    let st = lab.daemon_stats();
+    assert!(st.backend.starts_with("xdp"), "{st:?}");
+    assert!(
+        st.shards[0].rx_xdp_frames >= 400 * 5,
+        "the AF_XDP sockets carried the connections: {st:?}"
     );
     let list = lab.lvsadm_ok(&["-L", "-n"]);
     assert!(list.contains("TCP  198.19.0.100:80 wrr"), "{list}");
@@ -111,7 +119,7 @@ fn udp_service_answers() {
     if !Lab::skip_unless_root() {
         return;
     }
-    let lab = lab_with_lvsd("udp", 2, &nat_config(1, "rr", &[1, 1]));
+    let lab = lab_with_lvsd("udp", 2, &nat_config("xdp", 1, "rr", &[1, 1]));
     let replies = lab.in_ns(lab.ns("client"), || {
         let mut replies = Vec::new();
         for i in 0..4 {
@@ -195,11 +203,27 @@ fn stats_line(out: &str, prefix: &str) -> Vec<u64> {
 }
 
 #[test]
-fn stats_match_the_packets_sent() {
+fn stats_match_the_packets_sent_xdp() {
+    stats_match_the_packets_sent("xdp", 1);
+}
+
+#[test]
+fn stats_match_the_packets_sent_packet_sockets() {
+    stats_match_the_packets_sent("packet", 2);
+}
+
+/// lvsd's counters equal the client kernel's own, with frames arriving by
+/// `backend`.
+fn stats_match_the_packets_sent(backend: &str, shards: usize) {
     if !Lab::skip_unless_root() {
         return;
     }
-    let lab = lab_with_lvsd("stats", 2, &nat_config(2, "rr", &[1, 1]));
+    let lab = lab_with_lvsd(
+        &format!("stats{}", &backend[..1]),
+        2,
+        &nat_config(backend, shards, "rr", &[1, 1]),
+    );
+    assert!(lab.daemon_stats().backend.starts_with(backend));
     let counters = ClientCounters::install(&lab);
     lab.lvsadm_ok(&["-Z"]);
 
@@ -247,7 +271,7 @@ fn two_shards_share_the_load() {
     if !Lab::skip_unless_root() {
         return;
     }
-    let lab = lab_with_lvsd("shards", 2, &nat_config(2, "rr", &[1, 1]));
+    let lab = lab_with_lvsd("shards", 2, &nat_config("packet", 2, "rr", &[1, 1]));
     let bodies = curl_many(&lab, "http://198.19.0.100/", 200);
     assert_eq!(bodies.len(), 200);
     let status = lab.lvsadm(&["--status"]);
@@ -284,7 +308,7 @@ fn changes_under_load_break_no_connection() {
     for i in 1..=3 {
         lab.spawn_testsrv(i, Some(8080), None).expect("real server");
     }
-    lab.start_lvsd(&nat_config(2, "wlc", &[1, 1]))
+    lab.start_lvsd(&nat_config("xdp", 1, "wlc", &[1, 1]))
         .expect("lvsd");
     wait_resolved(&lab, 2);
     lab.lvsadm_ok(&["-Z"]);
@@ -399,7 +423,7 @@ fn lvsd_answers_arp_for_the_vip() {
     if !Lab::skip_unless_root() {
         return;
     }
-    let lab = lab_with_lvsd("arp", 1, &nat_config(1, "rr", &[1]));
+    let lab = lab_with_lvsd("arp", 1, &nat_config("xdp", 1, "rr", &[1]));
     let client = lab.ns("client");
     lab.exec_ok(
         client,

@@ -415,6 +415,10 @@ pub fn daemon_stats(stats: &DaemonStats) -> String {
             stats.shards.iter().map(|s| s.rx_bytes).collect(),
         ),
         (
+            "rx_xdp_frames".into(),
+            stats.shards.iter().map(|s| s.rx_xdp_frames).collect(),
+        ),
+        (
             "tx_frames".into(),
             stats.shards.iter().map(|s| s.tx_frames).collect(),
         ),
@@ -473,7 +477,11 @@ pub fn daemon_stats(stats: &DaemonStats) -> String {
         })
         .collect();
 
-    let mut out = format!("{:<label_width$}", "counter");
+    let mut out = String::new();
+    if !stats.backend.is_empty() {
+        let _ = writeln!(out, "backend: {}", stats.backend);
+    }
+    let _ = write!(out, "{:<label_width$}", "counter");
     for (h, w) in header.iter().zip(&widths) {
         let _ = write!(out, "  {h:>w$}");
     }
@@ -1081,6 +1089,7 @@ TCP  192.168.0.100:80                   12     3456     3300  123456K    2000M
         let shard = |rx: u64, drops: &[(&str, u64)]| ShardStats {
             rx_frames: rx,
             rx_bytes: rx * 100,
+            rx_xdp_frames: rx / 2,
             tx_frames: rx - 1,
             tx_bytes: 0,
             passed: 1,
@@ -1095,12 +1104,15 @@ TCP  192.168.0.100:80                   12     3456     3300  123456K    2000M
                 shard(10, &[("no_service", 3), ("bad_checksum", 0)]),
                 shard(12345, &[("no_service", 1), ("ttl", 2)]),
             ],
+            backend: "xdp (copy mode, 2 AF_XDP sockets)".into(),
             ..Default::default()
         };
         let expected = "\
+backend: xdp (copy mode, 2 AF_XDP sockets)
 counter            shard0   shard1    total
 rx_frames              10    12345    12355
 rx_bytes             1000  1234500  1235500
+rx_xdp_frames           5     6172     6177
 tx_frames               9    12344    12353
 tx_bytes                0        0        0
 passed                  1        1        2

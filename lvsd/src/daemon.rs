@@ -10,7 +10,7 @@
 
 use crate::admin::server::{self, Access};
 use crate::admin::{Control, ShardHandle};
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Backend, Config, ConfigError};
 use crate::dataplane::{NeighTable, ShardCounters};
 use crate::io::ifaces::{self, IfaceError};
 use crate::io::kernel::{KernelError, KernelFilter};
@@ -71,8 +71,16 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError
 
 /// Runs lvsd with the config at `path` until SIGTERM or SIGINT.
 pub fn run(path: &Path) -> Result<(), DaemonError> {
-    let cfg = config::load(path)?;
+    let mut cfg = config::load(path)?;
     init_logging(&cfg.daemon.log);
+    let ifaces = Arc::new(ArcSwap::from_pointee(ifaces::discover(
+        &cfg.daemon.interfaces,
+    )?));
+    let xdp = start_xdp(&cfg.daemon, &ifaces.load())?;
+    if xdp.is_some() {
+        // The AF_XDP sockets are served by one shard (see docs/architecture.md).
+        cfg.daemon.shards = 1;
+    }
     let d = &cfg.daemon;
     let admin_gid = match &d.admin_group {
         Some(name) => Some(
@@ -85,7 +93,6 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         ),
         None => None,
     };
-    let ifaces = Arc::new(ArcSwap::from_pointee(ifaces::discover(&d.interfaces)?));
     let mut model = Model::new(d.shards);
     if let Err(e) = model.apply(&cfg.reload_batch()) {
         // load() validated every operation; this is a bug if it happens.
@@ -109,6 +116,23 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         kernel,
         conn_table_size,
     )));
+    let (xsk, attached) = match xdp {
+        Some(b) => {
+            let mode = if b.sockets.zero_copy {
+                "zero-copy"
+            } else {
+                "copy"
+            };
+            let name = format!(
+                "xdp ({mode} mode, {} AF_XDP sockets)",
+                b.sockets.sockets.len()
+            );
+            tracing::info!("backend: {name}");
+            lock(&control).set_xdp(b.filter, name);
+            (Some(b.sockets), Some(b.attached))
+        }
+        None => (None, None),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let result = start_and_wait(
         &cfg,
@@ -118,7 +142,10 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         admin_gid,
         &stop,
         &mut signals,
+        xsk,
     );
+    // The programs leave the interfaces only after the shards stopped.
+    drop(attached);
 
     stop.store(true, Ordering::Relaxed);
     let mut c = lock(&control);
@@ -145,9 +172,12 @@ fn init_logging(filter: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
+// Everything `run` set up, handed over once; a struct would only rename it.
+#[allow(clippy::too_many_arguments)]
 fn start_and_wait(
     cfg: &Config,
     path: &Path,
@@ -156,6 +186,7 @@ fn start_and_wait(
     admin_gid: Option<u32>,
     stop: &Arc<AtomicBool>,
     signals: &mut Signals,
+    mut xsk: Option<crate::io::xsk::XskSet>,
 ) -> Result<(), DaemonError> {
     let d = &cfg.daemon;
     lock(control).sync_kernel();
@@ -213,6 +244,8 @@ fn start_and_wait(
             buffer_size: d.buffer_size,
             fanout_owner: d.shards > 1 && id == 0,
             local_tun: local_fd,
+            xsk: xsk.take(),
+            busy_poll: Duration::from_micros(d.busy_poll_us),
         };
         let done = done_tx.clone();
         let cpu = (!d.cpus.is_empty()).then(|| d.cpus[id % d.cpus.len()]);
@@ -321,6 +354,34 @@ fn start_and_wait(
     }
     drop(local_tun);
     result
+}
+
+/// Sets up the XDP backend when the config asks for it (or leaves it to
+/// lvsd and one shard is enough). With `auto`, a failure means packet
+/// sockets, and the log says why.
+fn start_xdp(
+    d: &config::DaemonConfig,
+    ifaces: &crate::dataplane::Interfaces,
+) -> Result<Option<crate::io::xdp::Backend>, DaemonError> {
+    let wanted = match d.backend {
+        Backend::Packet => false,
+        Backend::Xdp => true,
+        Backend::Auto => !d.shards_set || d.shards == 1,
+    };
+    if !wanted {
+        return Ok(None);
+    }
+    match crate::io::xdp::setup(ifaces) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if d.backend == Backend::Auto => {
+            tracing::warn!("XDP backend unavailable, using packet sockets: {e}");
+            Ok(None)
+        }
+        Err(err) => Err(DaemonError::Io {
+            what: "setting up the XDP backend".into(),
+            err,
+        }),
+    }
 }
 
 /// Re-reads the config file and applies its rules as one batch. A bad file

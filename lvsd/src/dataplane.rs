@@ -130,6 +130,8 @@ pub enum Verdict {
 pub struct ShardCounters {
     pub rx_frames: AtomicU64,
     pub rx_bytes: AtomicU64,
+    /// Of `rx_frames`, those from AF_XDP sockets.
+    pub rx_xdp_frames: AtomicU64,
     pub tx_frames: AtomicU64,
     pub tx_bytes: AtomicU64,
     pub passed: AtomicU64,

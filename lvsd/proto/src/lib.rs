@@ -343,6 +343,9 @@ pub struct ConnInfo {
 pub struct ShardStats {
     pub rx_frames: u64,
     pub rx_bytes: u64,
+    /// Of `rx_frames`, those that came through AF_XDP sockets (XDP backend).
+    #[serde(default)]
+    pub rx_xdp_frames: u64,
     pub tx_frames: u64,
     pub tx_bytes: u64,
     /// Frames that were not lvsd's to handle and were left to the kernel.
@@ -355,6 +358,9 @@ pub struct ShardStats {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DaemonStats {
+    /// How frames reach lvsd: "packet", or "xdp" with its mode.
+    #[serde(default)]
+    pub backend: String,
     pub shards: Vec<ShardStats>,
     /// The neighbour resolver (ARP and IPv6 neighbour discovery).
     #[serde(default)]

@@ -14,6 +14,7 @@ pub mod server;
 use crate::dataplane::{DropReason, Interfaces, ShardCounters};
 use crate::io::kernel::KernelFilter;
 use crate::io::shard::ShardRequest;
+use crate::io::xdp::XdpFilter;
 use crate::rules::{DestState, Model, RuleError, RuleTable};
 use crate::stats;
 use arc_swap::ArcSwap;
@@ -40,6 +41,10 @@ pub struct Control {
     pub rules: Arc<ArcSwap<RuleTable>>,
     pub ifaces: Arc<ArcSwap<Interfaces>>,
     kernel: Option<KernelFilter>,
+    /// The XDP program's maps (XDP backend only).
+    xdp: Option<XdpFilter>,
+    /// What `--status` says about how frames arrive.
+    backend: String,
     shards: Vec<ShardHandle>,
     rates: RateEstimator,
     conn_table_size: u64,
@@ -62,12 +67,22 @@ impl Control {
             rules,
             ifaces,
             kernel,
+            xdp: None,
+            backend: "packet".into(),
             shards: Vec::new(),
             rates: RateEstimator::default(),
             conn_table_size,
             neighbors: None,
             lingering: Vec::new(),
         }
+    }
+
+    /// Hands over the XDP program's maps, kept in step with the rules from
+    /// now on, and how `--status` names the backend.
+    pub fn set_xdp(&mut self, filter: XdpFilter, backend: String) {
+        self.xdp = Some(filter);
+        self.backend = backend;
+        self.sync_kernel();
     }
 
     pub fn add_shard(&mut self, h: ShardHandle) {
@@ -87,9 +102,9 @@ impl Control {
     /// Brings the kernel filter in line with the rules (at start and after
     /// every change).
     pub fn sync_kernel(&mut self) {
-        let Some(k) = self.kernel.as_mut() else {
+        if self.kernel.is_none() && self.xdp.is_none() {
             return;
-        };
+        }
         let services = self
             .model
             .services
@@ -108,8 +123,16 @@ impl Control {
             .collect();
         dests.extend(self.lingering.iter().map(|(p, a, _)| (*p, *a)));
         let ifaces = self.ifaces.load();
-        if let Err(e) = k.sync(services, dests.into_iter(), &ifaces) {
-            tracing::error!("updating the kernel filter: {e}");
+        if let Some(x) = self.xdp.as_mut() {
+            let local: Vec<std::net::IpAddr> = ifaces.local.iter().copied().collect();
+            if let Err(e) = x.sync(services.clone(), dests.iter().copied(), &local) {
+                tracing::error!("updating the XDP program's maps: {e}");
+            }
+        }
+        if let Some(k) = self.kernel.as_mut() {
+            if let Err(e) = k.sync(services, dests.into_iter(), &ifaces) {
+                tracing::error!("updating the kernel filter: {e}");
+            }
         }
     }
 
@@ -224,6 +247,7 @@ impl Control {
 
     fn daemon_stats(&self) -> DaemonStats {
         DaemonStats {
+            backend: self.backend.clone(),
             shards: self
                 .shards
                 .iter()
@@ -232,6 +256,7 @@ impl Control {
                     ShardStats {
                         rx_frames: c.rx_frames.load(Relaxed),
                         rx_bytes: c.rx_bytes.load(Relaxed),
+                        rx_xdp_frames: c.rx_xdp_frames.load(Relaxed),
                         tx_frames: c.tx_frames.load(Relaxed),
                         tx_bytes: c.tx_bytes.load(Relaxed),
                         passed: c.passed.load(Relaxed),

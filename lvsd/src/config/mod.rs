@@ -66,6 +66,14 @@ pub struct DaemonConfig {
     pub interfaces: Vec<String>,
     /// Shard threads; defaults to the number of CPUs.
     pub shards: usize,
+    /// Whether the file set `shards` (the XDP backend runs one shard, so
+    /// `auto` keeps packet sockets when more were asked for).
+    pub shards_set: bool,
+    /// How frames reach lvsd.
+    pub backend: Backend,
+    /// XDP backend: microseconds a shard keeps polling its AF_XDP sockets
+    /// after the last frame before it sleeps (0: sleep at once).
+    pub busy_poll_us: u64,
     pub admin_socket: PathBuf,
     pub admin_group: Option<String>,
     pub socket_mode: u32,
@@ -82,6 +90,22 @@ pub struct DaemonConfig {
     /// CPUs the shards are pinned to, shard i on `cpus[i % len]`; empty:
     /// not pinned.
     pub cpus: Vec<usize>,
+}
+
+/// Default busy-poll time of the XDP backend, in microseconds.
+pub const DEFAULT_BUSY_POLL_US: u64 = 0;
+
+/// How frames reach lvsd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// XDP when it can be set up and no more than one shard was asked
+    /// for; packet sockets otherwise.
+    Auto,
+    /// An XDP program and AF_XDP sockets; failing to set them up is fatal.
+    Xdp,
+    /// Packet sockets only.
+    Packet,
 }
 
 /// A whole configuration.
@@ -121,6 +145,8 @@ struct File {
 struct DaemonSection {
     interfaces: Spanned<Vec<String>>,
     shards: Option<Spanned<usize>>,
+    backend: Option<Backend>,
+    busy_poll_us: Option<Spanned<u64>>,
     admin_socket: Option<PathBuf>,
     admin_group: Option<String>,
     socket_mode: Option<Spanned<String>>,
@@ -206,6 +232,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         return Err(at.err(d.interfaces.span(), "daemon.interfaces names no interface"));
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let shards_set = d.shards.is_some();
+    let busy_poll_us = match d.busy_poll_us {
+        Some(b) if *b.get_ref() > 10_000 => {
+            return Err(at.err(b.span(), "busy_poll_us must be from 0 to 10000"))
+        }
+        Some(b) => b.into_inner(),
+        None => DEFAULT_BUSY_POLL_US,
+    };
     let shards = match d.shards {
         Some(s) if *s.get_ref() == 0 || *s.get_ref() > 64 => {
             return Err(at.err(s.span(), "shards must be between 1 and 64"))
@@ -261,6 +295,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let daemon = DaemonConfig {
         interfaces: d.interfaces.into_inner(),
         shards,
+        shards_set,
+        backend: d.backend.unwrap_or(Backend::Auto),
+        busy_poll_us,
         admin_socket: d
             .admin_socket
             .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),

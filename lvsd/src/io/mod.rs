@@ -3,6 +3,7 @@
 //! keeps the kernel from handling lvsd's traffic. Nothing below this module
 //! makes a system call or reads the clock.
 
+pub mod bpf;
 pub mod fanout;
 pub mod ifaces;
 pub mod kernel;
@@ -10,3 +11,5 @@ pub mod neigh;
 pub mod shard;
 pub mod sys;
 pub mod tun;
+pub mod xdp;
+pub mod xsk;

@@ -16,12 +16,14 @@
 //! id is published again. A buffer handed to a send stays untouched until
 //! the send's completion arrives.
 
+use super::xsk::{Action, XskSet};
 use crate::conn::ConnTable;
 use crate::dataplane::{
     self, Ctx, DropReason, Frame, Interfaces, NeighTable, ShardCounters, Verdict, HEADROOM,
 };
 use crate::rules::RuleTable;
 use crate::stats::bump;
+use crate::wire::vnet;
 use arc_swap::ArcSwap;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use lvsd_proto::ConnInfo;
@@ -37,6 +39,11 @@ use std::time::{Duration, Instant};
 const BGID: u16 = 0;
 /// user_data of the multishot receive; a send's user_data is its buffer id.
 const UD_RECV: u64 = u64::MAX;
+/// user_data of the multishot poll on AF_XDP socket i: UD_XSK + i (above
+/// every buffer id, below UD_RECV).
+const UD_XSK: u64 = 1 << 32;
+/// Most frames taken from one AF_XDP socket per pass of the loop.
+const XSK_BATCH: u32 = 256;
 /// Longest wait for a completion: how late a shard notices a stop request,
 /// runs expiry or answers a listing when no traffic comes.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
@@ -71,6 +78,12 @@ pub struct ShardParams {
     /// The TUN device that hands local-node packets to the director's own
     /// stack (shared by every shard: writes to it are atomic).
     pub local_tun: Option<std::os::fd::RawFd>,
+    /// The AF_XDP sockets this shard serves (XDP backend), beside its
+    /// packet socket, which then sees only what the XDP program passes.
+    pub xsk: Option<XskSet>,
+    /// How long to keep polling the AF_XDP sockets after the last frame
+    /// before sleeping.
+    pub busy_poll: Duration,
 }
 
 /// Page-aligned anonymous memory, unmapped on drop.
@@ -239,6 +252,10 @@ pub fn run(p: ShardParams) -> io::Result<()> {
     let now_ms = |epoch: Instant| u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
     let mut conns = ConnTable::new(p.conn_capacity, now_ms(p.epoch));
     let mut recv_armed = false;
+    let mut xsk = p.xsk;
+    let mut xsk_armed = vec![false; xsk.as_ref().map_or(0, |x| x.sockets.len())];
+    let mut xsk_busy = false;
+    let mut xsk_last_work = Instant::now();
     let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(cq_size as usize);
     let mut fanout_vips: Option<Vec<std::net::Ipv4Addr>> = None;
     let mut fanout_generation = 0u64;
@@ -253,15 +270,33 @@ pub fn run(p: ShardParams) -> io::Result<()> {
             push(&mut ring, &e)?;
             recv_armed = true;
         }
-        let args = types::SubmitArgs::new().timespec(&ts);
-        match ring.submitter().submit_with_args(1, &args) {
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
-                ) => {}
-            Err(e) => return Err(e),
+        if let Some(x) = &xsk {
+            for (i, sock) in x.sockets.iter().enumerate() {
+                if !xsk_armed[i] {
+                    let e = opcode::PollAdd::new(types::Fd(sock.raw_fd()), libc::POLLIN as u32)
+                        .multi(true)
+                        .build()
+                        .user_data(UD_XSK + i as u64);
+                    push(&mut ring, &e)?;
+                    xsk_armed[i] = true;
+                }
+            }
+        }
+        // With AF_XDP frames still waiting, or within the busy-poll time
+        // after the last ones, look again without sleeping (and without a
+        // system call when there is nothing to submit).
+        let spin = xsk.is_some() && (xsk_busy || xsk_last_work.elapsed() < p.busy_poll);
+        if !spin || !ring.submission().is_empty() {
+            let args = types::SubmitArgs::new().timespec(&ts);
+            match ring.submitter().submit_with_args(usize::from(!spin), &args) {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
+                    ) => {}
+                Err(e) => return Err(e),
+            }
         }
 
         // One batch: one clock read, one load of each table.
@@ -297,6 +332,15 @@ pub fn run(p: ShardParams) -> io::Result<()> {
         );
         let mut returned = 0usize;
         for &(ud, res, flags) in &completions {
+            if (UD_XSK..UD_RECV).contains(&ud) {
+                if !cqueue::more(flags) {
+                    let i = usize::try_from(ud - UD_XSK).unwrap_or(usize::MAX);
+                    if let Some(a) = xsk_armed.get_mut(i) {
+                        *a = false;
+                    }
+                }
+                continue;
+            }
             if ud != UD_RECV {
                 // A send finished: its buffer goes back.
                 let bid = u16::try_from(ud).unwrap_or(0);
@@ -396,6 +440,13 @@ pub fn run(p: ShardParams) -> io::Result<()> {
         if returned > 0 {
             bufs.publish();
         }
+        if let Some(x) = xsk.as_mut() {
+            let (frames, busy) = xsk_pass(x, &ctx, &mut conns, c, p.local_tun);
+            xsk_busy = busy;
+            if frames > 0 {
+                xsk_last_work = Instant::now();
+            }
+        }
         c.conns.store(conns.len() as u64, Ordering::Relaxed);
     }
     conns.clear();
@@ -403,6 +454,83 @@ pub fn run(p: ShardParams) -> io::Result<()> {
     drop(ring);
     drop(bufs);
     Ok(())
+}
+
+/// One pass over the AF_XDP sockets: take back sent frames, run every
+/// received frame through the data path, refill, send. Returns the frames
+/// received, and whether a socket had more than one batch.
+fn xsk_pass(
+    x: &mut XskSet,
+    ctx: &Ctx,
+    conns: &mut ConnTable,
+    c: &ShardCounters,
+    local_tun: Option<std::os::fd::RawFd>,
+) -> (u32, bool) {
+    x.reclaim();
+    let mut busy = false;
+    let mut total = 0;
+    for i in 0..x.sockets.len() {
+        let slot = x.sockets[i].slot;
+        let n = x.receive(i, XSK_BATCH, |buf, off, len| {
+            bump(&c.rx_frames, 1);
+            bump(&c.rx_xdp_frames, 1);
+            bump(&c.rx_bytes, len as u64);
+            // The data path expects a virtio-net header before the frame; an
+            // all-zero one says: complete checksums, no segmentation.
+            let Some(start) = off.checked_sub(vnet::HEADER_LEN) else {
+                bump(&c.drops[DropReason::Truncated as usize], 1);
+                return Action::Recycle;
+            };
+            buf[start..off].fill(0);
+            let mut frame = Frame {
+                buf,
+                start,
+                len: len + vnet::HEADER_LEN,
+            };
+            match dataplane::process(ctx, conns, slot, &mut frame) {
+                Verdict::Forward { iface } => Action::Send {
+                    slot: iface,
+                    start: frame.start + vnet::HEADER_LEN,
+                    len: frame.len.saturating_sub(vnet::HEADER_LEN),
+                },
+                Verdict::Local => {
+                    match local_tun {
+                        Some(tun) => {
+                            let bytes = frame.bytes();
+                            // SAFETY: writes `bytes` to our TUN descriptor.
+                            let r = unsafe { libc::write(tun, bytes.as_ptr().cast(), bytes.len()) };
+                            if r < 0 {
+                                bump(&c.drops[DropReason::TxError as usize], 1);
+                            }
+                        }
+                        None => bump(&c.drops[DropReason::NoNeighbor as usize], 1),
+                    }
+                    Action::Recycle
+                }
+                Verdict::Drop(r) => {
+                    bump(&c.drops[r as usize], 1);
+                    Action::Recycle
+                }
+                Verdict::Pass => {
+                    // Only frames the XDP program chose come here, and the
+                    // kernel never sees them: passing is losing.
+                    bump(&c.passed, 1);
+                    Action::Recycle
+                }
+            }
+        });
+        busy |= n == XSK_BATCH;
+        total += n;
+    }
+    for i in 0..x.sockets.len() {
+        x.refill(i);
+    }
+    x.flush();
+    let (frames, bytes, failed) = x.take_stats();
+    bump(&c.tx_frames, frames);
+    bump(&c.tx_bytes, bytes);
+    bump(&c.drops[DropReason::TxError as usize], failed);
+    (total, busy)
 }
 
 /// Pushes an entry, submitting first if the queue is full.
