@@ -521,6 +521,23 @@ scheduler = "wrr"
 
         let (line, msg) = err_at("[daemon]\ninterfaces = [\"a\"]\ncpus = []\n");
         assert_eq!(line, 3, "{msg}");
+
+        let (line, msg) = err_at("[daemon]\ninterfaces = [\"a\"]\nbackend = \"dpdk\"\n");
+        assert_eq!(line, 3, "{msg}");
+        assert!(msg.contains("auto, xdp") || msg.contains("`auto`"), "{msg}");
+        let (line, msg) = err_at("[daemon]\ninterfaces = [\"a\"]\nbusy_poll_us = 20000\n");
+        assert_eq!(
+            (line, msg.as_str()),
+            (3, "busy_poll_us must be from 0 to 10000")
+        );
+        let c = p("[daemon]\ninterfaces = [\"a\"]\nbackend = \"packet\"\nshards = 1\n").unwrap();
+        assert_eq!(c.daemon.backend, Backend::Packet);
+        assert!(c.daemon.shards_set);
+        let c = p("[daemon]\ninterfaces = [\"a\"]\n").unwrap();
+        assert_eq!(
+            (c.daemon.backend, c.daemon.shards_set),
+            (Backend::Auto, false)
+        );
         let c = p("[daemon]\ninterfaces = [\"a\"]\ncpus = [1, 0]\n").unwrap();
         assert_eq!(c.daemon.cpus, vec![1, 0]);
 
