@@ -102,6 +102,10 @@ fn curl_through_vip_splits_by_weight() {
         st.shards[0].rx_xdp_frames >= 400 * 5,
         "the AF_XDP sockets carried the connections: {st:?}"
     );
+    // The kernel's own AF_XDP drop counters are reported, and nothing was
+    // lost at this rate.
+    assert_eq!(st.drops("xdp_ring_full"), 0, "{st:?}");
+    assert!(st.shards[0].drops.contains_key("xdp_fill_empty"), "{st:?}");
     let list = lab.lvsadm_ok(&["-L", "-n"]);
     assert!(list.contains("TCP  198.19.0.100:80 wrr"), "{list}");
     assert!(

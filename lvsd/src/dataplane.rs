@@ -132,6 +132,11 @@ pub struct ShardCounters {
     pub rx_bytes: AtomicU64,
     /// Of `rx_frames`, those from AF_XDP sockets.
     pub rx_xdp_frames: AtomicU64,
+    /// Frames the kernel dropped before lvsd saw them (XDP backend): an
+    /// AF_XDP receive ring was full, or a fill ring was empty. Gauges read
+    /// from the kernel.
+    pub xdp_ring_full: AtomicU64,
+    pub xdp_fill_empty: AtomicU64,
     pub tx_frames: AtomicU64,
     pub tx_bytes: AtomicU64,
     pub passed: AtomicU64,

@@ -264,6 +264,24 @@ impl Control {
                         drops: DropReason::ALL
                             .iter()
                             .map(|r| (r.name().to_string(), c.drops[*r as usize].load(Relaxed)))
+                            .chain(
+                                self.xdp
+                                    .is_some()
+                                    .then(|| {
+                                        [
+                                            (
+                                                "xdp_ring_full".to_string(),
+                                                c.xdp_ring_full.load(Relaxed),
+                                            ),
+                                            (
+                                                "xdp_fill_empty".to_string(),
+                                                c.xdp_fill_empty.load(Relaxed),
+                                            ),
+                                        ]
+                                    })
+                                    .into_iter()
+                                    .flatten(),
+                            )
                             .collect(),
                     }
                 })

@@ -256,6 +256,7 @@ pub fn run(p: ShardParams) -> io::Result<()> {
     let mut xsk_armed = vec![false; xsk.as_ref().map_or(0, |x| x.sockets.len())];
     let mut xsk_busy = false;
     let mut xsk_last_work = Instant::now();
+    let mut xdp_stats_at = 0u64;
     let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(cq_size as usize);
     let mut fanout_vips: Option<Vec<std::net::Ipv4Addr>> = None;
     let mut fanout_generation = 0u64;
@@ -310,6 +311,13 @@ pub fn run(p: ShardParams) -> io::Result<()> {
             update_fanout(fd, &rules, &mut fanout_vips);
         }
         conns.expire(now);
+        if let Some(x) = xsk.as_ref().filter(|_| now >= xdp_stats_at) {
+            // The kernel's counters, a system call per socket: now and then.
+            xdp_stats_at = now + 500;
+            let (full, empty) = x.kernel_drops();
+            c.xdp_ring_full.store(full, Ordering::Relaxed);
+            c.xdp_fill_empty.store(empty, Ordering::Relaxed);
+        }
         while let Ok(req) = p.requests.try_recv() {
             match req {
                 ShardRequest::ListConns(reply) => {

@@ -454,6 +454,32 @@ impl XskSet {
         n
     }
 
+    /// The kernel's drop counters summed over the sockets: frames lost
+    /// because an RX ring was full, and because a fill ring was empty.
+    pub fn kernel_drops(&self) -> (u64, u64) {
+        let mut sum = (0, 0);
+        for s in &self.sockets {
+            // SAFETY: plain old data.
+            let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+            let mut len = size_of::<libc::xdp_statistics>() as libc::socklen_t;
+            // SAFETY: `st` and `len` are valid for the kernel to write.
+            let r = unsafe {
+                libc::getsockopt(
+                    s.fd.as_raw_fd(),
+                    libc::SOL_XDP,
+                    libc::XDP_STATISTICS,
+                    (&mut st as *mut libc::xdp_statistics).cast(),
+                    &mut len,
+                )
+            };
+            if r == 0 {
+                sum.0 += st.rx_dropped + st.rx_ring_full;
+                sum.1 += st.rx_fill_ring_empty_descs;
+            }
+        }
+        sum
+    }
+
     /// Frames and bytes queued for sending, and sends that found no room
     /// (the frame was dropped), since the last call.
     pub fn take_stats(&mut self) -> (u64, u64, u64) {
