@@ -11,6 +11,7 @@ chain read from the root towards the leaf where it says so):
 - send: delivery downstream, in softirq run inside the send (veth, bridge,
   the real server's stack): work the kernel would do for any director
 - send: packet socket (packet_sendmsg down to the veth, without the above)
+- send: AF_XDP (xsk_sendmsg: skb alloc, copy, veth xmit, without the above)
 - receive: io_uring receive completions (copying frames into ring buffers)
 - wait: sleeping in io_uring_enter, context switches
 - other kernel (the leaf function named)
@@ -35,8 +36,11 @@ def classify(frames):
         "packet_sendmsg", "io_recvmsg", "io_recvmsg_multishot"}:
         return "wait: sleeping in io_uring_enter / context switch"
     # Downstream softirq nested under the send.
-    if names & {"packet_sendmsg", "io_sendmsg", "packet_snd"} and names & {"net_rx_action", "process_backlog"}:
+    senders = {"packet_sendmsg", "io_sendmsg", "packet_snd", "xsk_sendmsg", "__xsk_generic_xmit"}
+    if names & senders and names & {"net_rx_action", "process_backlog"}:
         return "send: downstream delivery in softirq (veth, bridge, real server)"
+    if names & {"xsk_sendmsg", "__xsk_generic_xmit"}:
+        return "send: AF_XDP (skb alloc, copy, veth xmit)"
     if names & {"packet_sendmsg", "io_sendmsg", "packet_snd", "packet_direct_xmit", "__dev_direct_xmit"}:
         return "send: packet socket (skb alloc, copy, veth xmit)"
     if names & {"io_recvmsg", "io_recvmsg_multishot", "packet_recvmsg", "io_recv_finish"}:

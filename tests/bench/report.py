@@ -150,7 +150,7 @@ def table(d, samples, args):
     lv = d["lvsd"]
     if any(k.startswith("udp_pps_shards") for k in lv):
         lines.append("")
-        lines.append("Shard scaling, lvsd UDP packets/s:")
+        lines.append("Shard scaling, lvsd UDP packets/s with the packet-socket backend (the XDP backend runs one shard; it is the lvsd column above):")
         lines.append("")
         lines.append("| shards | 1 generator thread | 2 generator threads | path CPU ns/packet (1 gen) |")
         lines.append("|---|---|---|---|")

@@ -180,8 +180,10 @@ pub fn attach(filter: &XdpFilter, ifaces: &[Target]) -> io::Result<Attached> {
     Ok(a)
 }
 
-/// Entries per AF_XDP ring.
+/// Entries per AF_XDP ring, at most (fewer with many queues).
 const RING: u32 = 2048;
+/// UMEM frames per shard, at most (64 MiB of 2 KiB frames).
+const MAX_FRAMES: usize = 32_768;
 /// Most receive queues bound per interface.
 const MAX_QUEUES: u32 = 64;
 
@@ -205,6 +207,19 @@ fn rx_queues(name: &str) -> u32 {
     u32::try_from(n).unwrap_or(1).clamp(1, MAX_QUEUES)
 }
 
+/// Ring entries for `sockets` sockets: each has a fill ring and may have as
+/// many frames in flight on TX, so the UMEM needs twice the entries per
+/// socket; the whole stays within [`MAX_FRAMES`].
+fn ring_size(sockets: usize) -> u32 {
+    let per = MAX_FRAMES / (2 * sockets.max(1));
+    let pow = if per.is_power_of_two() {
+        per
+    } else {
+        per.next_power_of_two() / 2
+    };
+    u32::try_from(pow).unwrap_or(RING).clamp(64, RING)
+}
+
 /// Sets up the XDP backend on every interface: one AF_XDP socket per
 /// receive queue, all sharing one UMEM, and the program redirecting to them.
 pub fn setup(ifaces: &Interfaces) -> io::Result<Backend> {
@@ -216,7 +231,7 @@ pub fn setup(ifaces: &Interfaces) -> io::Result<Backend> {
             bindings.push((slot, i.ifindex, q));
         }
     }
-    let sockets = XskSet::new(&bindings, RING, ifaces.list.len())?;
+    let sockets = XskSet::new(&bindings, ring_size(bindings.len()), ifaces.list.len())?;
     let per_iface: Vec<Target> = ifaces
         .list
         .iter()
@@ -368,6 +383,16 @@ fn program(xsks: i32, v4: [&Map; 3], v6: [&Map; 3]) -> Result<Vec<bpf::Insn>, St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rings_shrink_with_many_queues() {
+        assert_eq!(ring_size(2), 2048);
+        assert_eq!(ring_size(8), 2048);
+        assert_eq!(ring_size(16), 1024);
+        assert_eq!(ring_size(24), 512);
+        assert_eq!(ring_size(128), 128);
+        assert_eq!(ring_size(10_000), 64);
+    }
 
     #[test]
     fn keys_are_network_order() {

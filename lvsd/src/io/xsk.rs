@@ -440,7 +440,9 @@ impl XskSet {
             let frame =
                 unsafe { std::slice::from_raw_parts_mut(self.area.ptr.add(base as usize), FRAME) };
             match f(frame, off, len) {
-                Action::Send { slot, start, len } if self.send(slot, base + start as u64, len) => {}
+                Action::Send { slot, start, len }
+                    if start < FRAME
+                        && self.send(slot, base + start as u64, len.min(FRAME - start)) => {}
                 Action::Send { .. } => {
                     self.failed_sends += 1;
                     self.free.push(base);
