@@ -825,6 +825,7 @@ fn tun_forwards_over_ipip() {
     let counts = count(&curl_many(&lab, "http://198.19.0.100/", 100));
     assert_split(&counts, &["rs1", "rs2"], 100, 2);
     counters.assert_direct(false);
+    assert_fast_path(&lab, 100 * 3);
     let list = lab.lvsadm_ok(&["-L", "-n"]);
     assert!(list.contains("TCP  198.19.0.100:80 rr"), "{list}");
     assert!(
@@ -1053,6 +1054,8 @@ fn ipv6_nat() {
     );
     let counts = count(&curl_many(&lab, "http://[fd00:198:19::100]/", 40));
     assert_split(&counts, &["rs1", "rs2"], 40, 1);
+    // Both directions of every connection: at least 6 segments each.
+    assert_fast_path(&lab, 40 * 6);
     let list = lab.lvsadm_ok(&["-L", "-n"]);
     assert!(list.contains("TCP  [fd00:198:19::100]:80 rr"), "{list}");
     assert!(
@@ -1088,6 +1091,15 @@ fn ipv6_nat() {
     );
 }
 
+/// The traffic came through the XDP backend's AF_XDP sockets: at least
+/// `frames` of them (the labs here leave `backend` to lvsd, with one shard).
+fn assert_fast_path(lab: &Lab, frames: u64) {
+    let st = lab.daemon_stats();
+    assert!(st.backend.starts_with("xdp"), "{st:?}");
+    let xdp: u64 = st.shards.iter().map(|s| s.rx_xdp_frames).sum();
+    assert!(xdp >= frames, "only {xdp} frames through AF_XDP: {st:?}");
+}
+
 fn ipv6_direct(name: &str, method: Fwd) {
     let lab = lab_with_lvsd(
         name,
@@ -1100,6 +1112,8 @@ fn ipv6_direct(name: &str, method: Fwd) {
     let counts = count(&curl_many(&lab, "http://[fd00:198:19::100]/", 40));
     assert_split(&counts, &["rs1", "rs2"], 40, 1);
     counters.assert_direct(true);
+    // DR and TUN see only the client's side: at least 3 segments each.
+    assert_fast_path(&lab, 40 * 3);
     let list = lab.lvsadm_ok(&["-L", "-n"]);
     let fwd = method.ipvsadm_name();
     assert!(list.contains("TCP  [fd00:198:19::100]:80 rr"), "{list}");
