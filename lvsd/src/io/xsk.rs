@@ -212,8 +212,9 @@ fn setsockopt<T>(fd: RawFd, opt: libc::c_int, v: &T) -> io::Result<()> {
 
 /// The shard's UMEM and its sockets.
 pub struct XskSet {
-    area: Mapped,
+    /// Declared (so dropped) before the UMEM they use.
     pub sockets: Vec<Socket>,
+    area: Mapped,
     /// Free frames, by address within the UMEM.
     free: Vec<u64>,
     /// For each interface slot, the socket that transmits on it.
