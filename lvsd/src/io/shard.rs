@@ -10,6 +10,16 @@
 //! one system call. A buffer goes back to the ring when its frame is dropped
 //! or passed, or when its send completes.
 //!
+//! With the XDP backend the shard also owns the AF_XDP sockets
+//! ([`super::xsk`]). A multishot poll on each wakes the loop when frames
+//! arrive; after the packet socket's completions, each pass takes back the
+//! frames the kernel has sent, runs every received frame through the same
+//! `dataplane::process` (behind an all-zero virtio-net header written into
+//! the frame's headroom), queues it on the outgoing interface's socket,
+//! refills the fill rings and makes one `sendto` per socket with frames to
+//! send. While a socket has more than one batch waiting (or within
+//! `busy_poll` of the last frame) the loop does not sleep.
+//!
 //! Ownership of buffers (the safety argument for every raw access here):
 //! a buffer belongs to the kernel from the moment its id is published in the
 //! ring until a receive completion names it; then to this thread until its

@@ -182,6 +182,9 @@ pub fn attach(filter: &XdpFilter, ifaces: &[Target]) -> io::Result<Attached> {
 
 /// Entries per AF_XDP ring, at most (fewer with many queues).
 const RING: u32 = 2048;
+/// The largest MTU whose frames (with Ethernet and a VLAN tag) fit a UMEM
+/// frame after the kernel's 256 bytes of XDP headroom.
+const MAX_MTU: u32 = (super::xsk::FRAME - 256 - 18) as u32;
 /// UMEM frames per shard, at most (64 MiB of 2 KiB frames).
 const MAX_FRAMES: usize = 32_768;
 /// Most receive queues bound per interface.
@@ -223,6 +226,14 @@ fn ring_size(sockets: usize) -> u32 {
 /// Sets up the XDP backend on every interface: one AF_XDP socket per
 /// receive queue, all sharing one UMEM, and the program redirecting to them.
 pub fn setup(ifaces: &Interfaces) -> io::Result<Backend> {
+    for i in &ifaces.list {
+        if i.mtu > MAX_MTU {
+            return Err(io::Error::other(format!(
+                "{}: MTU {} is above the {MAX_MTU} the XDP backend takes",
+                i.name, i.mtu
+            )));
+        }
+    }
     let filter = XdpFilter::new()?;
     let mut bindings = Vec::new();
     for (slot, i) in ifaces.list.iter().enumerate() {
