@@ -221,7 +221,12 @@ fn start_and_wait(
 
     let epoch = Instant::now();
     let (done_tx, done_rx) = mpsc::channel::<(usize, std::io::Result<()>)>();
-    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    // Declared after the TUN device, so dropped (stopped and joined) before
+    // it closes, also when a step below fails.
+    let mut threads = Threads {
+        stop,
+        handles: Vec::new(),
+    };
     for (id, socket) in sockets.into_iter().enumerate() {
         let counters = Arc::new(ShardCounters::default());
         let (req_tx, req_rx) = mpsc::channel();
@@ -259,7 +264,7 @@ fn start_and_wait(
                 let _ = done.send((id, r));
             })
             .map_err(io_err("starting a shard thread"))?;
-        threads.push(t);
+        threads.handles.push(t);
     }
 
     let neigh_counters = Arc::new(NeighCounters::default());
@@ -280,7 +285,7 @@ fn start_and_wait(
                 }
             })
             .map_err(io_err("starting the neighbour resolver"))?;
-        threads.push(t);
+        threads.handles.push(t);
     }
 
     // Give the resolver a moment (bounded) to find the real servers, so the
@@ -308,7 +313,7 @@ fn start_and_wait(
                 }
             })
             .map_err(io_err("starting the estimator"))?;
-        threads.push(t);
+        threads.handles.push(t);
     }
 
     let access = Access { admin_gid };
@@ -348,12 +353,24 @@ fn start_and_wait(
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        let _ = t.join();
-    }
+    drop(threads);
     drop(local_tun);
     result
+}
+
+/// The daemon's threads: told to stop and joined when dropped.
+struct Threads<'a> {
+    stop: &'a AtomicBool,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Threads<'_> {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.handles.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Sets up the XDP backend when the config asks for it (or leaves it to

@@ -7,6 +7,8 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 const BPF_MAP_CREATE: libc::c_long = 0;
+#[cfg(test)]
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_PROG_LOAD: libc::c_long = 5;
@@ -107,6 +109,17 @@ impl Map {
         bpf(BPF_MAP_UPDATE_ELEM, &mut a).map(|_| ())
     }
 
+    /// Whether the map holds `key` (tests look inside the maps with it).
+    #[cfg(test)]
+    pub fn contains(&self, key: &[u8]) -> bool {
+        let mut value = vec![0u8; self.value_size];
+        let mut a = Attr::new();
+        a.u32(0, self.fd() as u32)
+            .u64(8, key.as_ptr() as u64)
+            .u64(16, value.as_mut_ptr() as u64);
+        key.len() == self.key_size && bpf(BPF_MAP_LOOKUP_ELEM, &mut a).is_ok()
+    }
+
     pub fn delete(&self, key: &[u8]) -> io::Result<()> {
         if key.len() != self.key_size {
             return Err(io::Error::other("bpf map key of the wrong size"));
@@ -117,36 +130,46 @@ impl Map {
     }
 }
 
-/// Loads an XDP program; on refusal the error carries the verifier's log.
+/// Loads an XDP program; on refusal the error carries the end of the
+/// verifier's log (asked for only then: a log that outgrows its buffer
+/// would itself fail the load).
 pub fn load_xdp(insns: &[Insn], name: &str) -> io::Result<OwnedFd> {
+    match load(insns, name, None) {
+        Ok(fd) => Ok(fd),
+        Err(first) => {
+            let mut log = vec![0u8; 256 * 1024];
+            let again = load(insns, name, Some(&mut log));
+            let end = log.iter().position(|&b| b == 0).unwrap_or(0);
+            let text = String::from_utf8_lossy(&log[..end]);
+            let tail: Vec<&str> = text.lines().rev().take(6).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            match again {
+                Ok(fd) => Ok(fd),
+                Err(_) => Err(io::Error::new(
+                    first.kind(),
+                    format!("{first}; verifier: {}", tail.join(" | ")),
+                )),
+            }
+        }
+    }
+}
+
+fn load(insns: &[Insn], name: &str, log: Option<&mut [u8]>) -> io::Result<OwnedFd> {
     let license = b"GPL\0";
-    let mut log = vec![0u8; 64 * 1024];
     let mut a = Attr::new();
     a.u32(0, PROG_TYPE_XDP)
         .u32(4, u32::try_from(insns.len()).unwrap_or(u32::MAX))
         .u64(8, insns.as_ptr() as u64)
         .u64(16, license.as_ptr() as u64)
-        .u32(24, 1)
-        .u32(28, u32::try_from(log.len()).unwrap_or(0))
-        .u64(32, log.as_mut_ptr() as u64)
         .u32(68, ATTACH_XDP);
+    if let Some(log) = log {
+        a.u32(24, 1)
+            .u32(28, u32::try_from(log.len()).unwrap_or(0))
+            .u64(32, log.as_mut_ptr() as u64);
+    }
     let n = name.len().min(15);
     a.0[48..48 + n].copy_from_slice(&name.as_bytes()[..n]);
-    match bpf(BPF_PROG_LOAD, &mut a) {
-        Ok(r) => fd_of(r),
-        Err(e) => {
-            let end = log.iter().position(|&b| b == 0).unwrap_or(0);
-            let text = String::from_utf8_lossy(&log[..end]);
-            let tail: Vec<&str> = text.lines().rev().take(6).collect();
-            Err(io::Error::new(
-                e.kind(),
-                format!(
-                    "{e}; verifier: {}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-                ),
-            ))
-        }
-    }
+    fd_of(bpf(BPF_PROG_LOAD, &mut a)?)
 }
 
 /// Attaches an XDP program to an interface (in the driver when it supports
@@ -208,6 +231,7 @@ const CLS_LDX: u8 = 0x01;
 const CLS_ST: u8 = 0x02;
 const CLS_STX: u8 = 0x03;
 const CLS_JMP: u8 = 0x05;
+const CLS_JMP32: u8 = 0x06;
 const CLS_ALU64: u8 = 0x07;
 const MODE_MEM: u8 = 0x60;
 const MODE_IMM: u8 = 0x00;
@@ -300,6 +324,11 @@ impl Asm {
     }
     pub fn jmp_imm(&mut self, c: Cond, dst: R, imm: i32, l: Label) -> &mut Self {
         self.jump_to(CLS_JMP | c as u8, dst, R::R0, imm, l)
+    }
+    /// Compares the low 32 bits of `dst` with `imm` as unsigned 32-bit
+    /// values (the 64-bit form sign-extends `imm`).
+    pub fn jmp32_imm(&mut self, c: Cond, dst: R, imm: u32, l: Label) -> &mut Self {
+        self.jump_to(CLS_JMP32 | c as u8, dst, R::R0, imm as i32, l)
     }
     pub fn jmp_reg(&mut self, c: Cond, dst: R, src: R, l: Label) -> &mut Self {
         self.jump_to(CLS_JMP | c as u8 | SRC_X, dst, src, 0, l)

@@ -23,6 +23,13 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 
+// The program compares header fields read with little-endian loads against
+// constants written for that byte order.
+const _: () = assert!(
+    cfg!(target_endian = "little"),
+    "the XDP program assumes little-endian"
+);
+
 /// Most elements per set.
 const MAX_ELEMENTS: u32 = 65_536;
 const MAX_LOCAL: u32 = 4_096;
@@ -87,7 +94,10 @@ impl XdpFilter {
     /// Brings the maps in line: services, NAT destinations (with removed
     /// ones that still have connections) and the host's own addresses.
     /// Elements are added before stale ones go, so nothing in both sets ever
-    /// falls back to the slow path in between.
+    /// falls back to the slow path in between. Each change is recorded as it
+    /// succeeds, so after a failure (a full map, say) the recorded sets are
+    /// still what the maps hold and the next sync retries the rest; the
+    /// first error is returned.
     pub fn sync(
         &mut self,
         services: impl Iterator<Item = (Protocol, SocketAddr)>,
@@ -97,47 +107,51 @@ impl XdpFilter {
         let s: Elements = services.map(|(p, a)| (a.ip(), p, a.port())).collect();
         let d: Elements = nat_dests.map(|(p, a)| (a.ip(), p, a.port())).collect();
         let l: BTreeSet<IpAddr> = local.iter().copied().collect();
+        let XdpFilter {
+            svc4,
+            nat4,
+            local4,
+            svc6,
+            nat6,
+            local6,
+            services,
+            nat_dests,
+            local,
+        } = self;
         let one = [1u8];
+        let mut err = None;
+        let set_local = |ip: IpAddr| {
+            let m = if ip.is_ipv4() { &*local4 } else { &*local6 };
+            m.update(&addr_key(ip), &one)
+        };
+        let del_local = |ip: IpAddr| {
+            let m = if ip.is_ipv4() { &*local4 } else { &*local6 };
+            m.delete(&addr_key(ip))
+        };
+        let set_in = |v4: &Map, v6: &Map, (ip, p, port): (IpAddr, Protocol, u16)| {
+            let m = if ip.is_ipv4() { v4 } else { v6 };
+            m.update(&key(ip, p, port), &one)
+        };
+        let del_in = |v4: &Map, v6: &Map, (ip, p, port): (IpAddr, Protocol, u16)| {
+            let m = if ip.is_ipv4() { v4 } else { v6 };
+            m.delete(&key(ip, p, port))
+        };
         // Local addresses first: a NAT destination entry must never redirect
         // the director's own traffic.
-        for ip in l.difference(&self.local) {
-            let m = if ip.is_ipv4() {
-                &self.local4
-            } else {
-                &self.local6
-            };
-            m.update(&addr_key(*ip), &one)?;
-        }
-        for (want, have, v4, v6) in [
-            (&s, &self.services, &self.svc4, &self.svc6),
-            (&d, &self.nat_dests, &self.nat4, &self.nat6),
-        ] {
-            for &(ip, p, port) in want.difference(have) {
-                let m = if ip.is_ipv4() { v4 } else { v6 };
-                m.update(&key(ip, p, port), &one)?;
-            }
-            for &(ip, p, port) in have.difference(want) {
-                let m = if ip.is_ipv4() { v4 } else { v6 };
-                m.delete(&key(ip, p, port))?;
-            }
-        }
-        for ip in self.local.difference(&l) {
-            let m = if ip.is_ipv4() {
-                &self.local4
-            } else {
-                &self.local6
-            };
-            m.delete(&addr_key(*ip))?;
-        }
-        self.services = s;
-        self.nat_dests = d;
-        self.local = l;
-        Ok(())
+        add_missing(&l, local, set_local, &mut err);
+        add_missing(&s, services, |e| set_in(svc4, svc6, e), &mut err);
+        add_missing(&d, nat_dests, |e| set_in(nat4, nat6, e), &mut err);
+        remove_stale(&s, services, |e| del_in(svc4, svc6, e), &mut err);
+        remove_stale(&d, nat_dests, |e| del_in(nat4, nat6, e), &mut err);
+        remove_stale(&l, local, del_local, &mut err);
+        err.map_or(Ok(()), Err)
     }
 
-    /// The program for one interface, redirecting to the sockets in `xsks`.
-    pub fn program(&self, xsks: &Map) -> Result<Vec<bpf::Insn>, String> {
+    /// The program for the interface with MAC address `mac`, redirecting to
+    /// the sockets in `xsks`.
+    pub fn program(&self, mac: [u8; 6], xsks: &Map) -> Result<Vec<bpf::Insn>, String> {
         program(
+            mac,
             xsks.fd(),
             [&self.svc4, &self.nat4, &self.local4],
             [&self.svc6, &self.nat6, &self.local6],
@@ -153,8 +167,55 @@ pub struct Attached {
     _xsks: Vec<Map>,
 }
 
-/// An interface to attach to: name, ifindex, and (queue, socket) pairs.
-pub type Target = (String, u32, Vec<(u32, i32)>);
+/// Adds to the maps (through `add`) what `want` has and `have` lacks,
+/// recording each success in `have`; keeps the first error in `err`.
+fn add_missing<T: Ord + Copy>(
+    want: &BTreeSet<T>,
+    have: &mut BTreeSet<T>,
+    mut add: impl FnMut(T) -> io::Result<()>,
+    err: &mut Option<io::Error>,
+) {
+    let missing: Vec<T> = want.difference(have).copied().collect();
+    for t in missing {
+        match add(t) {
+            Ok(()) => {
+                have.insert(t);
+            }
+            Err(e) => {
+                err.get_or_insert(e);
+            }
+        }
+    }
+}
+
+/// Removes from the maps (through `del`) what `have` has and `want` lacks,
+/// recording each success in `have`; an element already gone counts as
+/// removed. Keeps the first error in `err`.
+fn remove_stale<T: Ord + Copy>(
+    want: &BTreeSet<T>,
+    have: &mut BTreeSet<T>,
+    mut del: impl FnMut(T) -> io::Result<()>,
+    err: &mut Option<io::Error>,
+) {
+    let stale: Vec<T> = have.difference(want).copied().collect();
+    for t in stale {
+        match del(t) {
+            Ok(()) => {
+                have.remove(&t);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                have.remove(&t);
+            }
+            Err(e) => {
+                err.get_or_insert(e);
+            }
+        }
+    }
+}
+
+/// An interface to attach to: name, ifindex, MAC address, and (queue,
+/// socket) pairs.
+pub type Target = (String, u32, [u8; 6], Vec<(u32, i32)>);
 
 /// Loads and attaches the program on each interface of `ifaces`.
 pub fn attach(filter: &XdpFilter, ifaces: &[Target]) -> io::Result<Attached> {
@@ -163,13 +224,13 @@ pub fn attach(filter: &XdpFilter, ifaces: &[Target]) -> io::Result<Attached> {
         _progs: Vec::new(),
         _xsks: Vec::new(),
     };
-    for (name, ifindex, sockets) in ifaces {
+    for (name, ifindex, mac, sockets) in ifaces {
         let max = sockets.iter().map(|(q, _)| q + 1).max().unwrap_or(1);
         let xsks = Map::create(bpf::MAP_XSKMAP, 4, 4, max)?;
         for (q, fd) in sockets {
             xsks.update(&q.to_ne_bytes(), &fd.to_ne_bytes())?;
         }
-        let insns = filter.program(&xsks).map_err(io::Error::other)?;
+        let insns = filter.program(*mac, &xsks).map_err(io::Error::other)?;
         let prog = bpf::load_xdp(&insns, "lvsd_xdp")?;
         let link = bpf::attach_xdp(&prog, *ifindex)
             .map_err(|e| io::Error::new(e.kind(), format!("attaching to {name}: {e}")))?;
@@ -255,7 +316,7 @@ pub fn setup(ifaces: &Interfaces) -> io::Result<Backend> {
                 .filter(|s| usize::from(s.slot) == slot)
                 .map(|s| (s.queue, s.raw_fd()))
                 .collect();
-            (i.name.clone(), i.ifindex, socks)
+            (i.name.clone(), i.ifindex, i.mac.0, socks)
         })
         .collect();
     let attached = attach(&filter, &per_iface)?;
@@ -302,7 +363,15 @@ fn lookup(a: &mut Asm, map: &Map, at: i16) {
 
 /// The program. Registers: r6 the context, r7 the L4 protocol, r8 the
 /// packet's start, r9 its end (callee-saved: they survive helper calls).
-fn program(xsks: i32, v4: [&Map; 3], v6: [&Map; 3]) -> Result<Vec<bpf::Insn>, String> {
+/// Only frames addressed to `mac` are candidates: lvsd would pass any other
+/// (a promiscuous interface's), and a redirected frame never reaches the
+/// kernel.
+fn program(
+    mac: [u8; 6],
+    xsks: i32,
+    v4: [&Map; 3],
+    v6: [&Map; 3],
+) -> Result<Vec<bpf::Insn>, String> {
     let mut a = Asm::default();
     let pass = a.label();
     let redirect = a.label();
@@ -317,6 +386,21 @@ fn program(xsks: i32, v4: [&Map; 3], v6: [&Map; 3]) -> Result<Vec<bpf::Insn>, St
         .mov(R::R2, R::R8)
         .add_imm(R::R2, i32::from(ETH_LEN))
         .jmp_reg(Cond::Gt, R::R2, R::R9, pass)
+        // The destination MAC, read little-endian.
+        .load(Size::W, R::R2, R::R8, 0)
+        .jmp32_imm(
+            Cond::Ne,
+            R::R2,
+            u32::from_le_bytes([mac[0], mac[1], mac[2], mac[3]]),
+            pass,
+        )
+        .load(Size::H, R::R2, R::R8, 4)
+        .jmp_imm(
+            Cond::Ne,
+            R::R2,
+            i32::from(u16::from_le_bytes([mac[4], mac[5]])),
+            pass,
+        )
         .load(Size::H, R::R7, R::R8, ETH_TYPE)
         // Network order read as a little-endian u16.
         .jmp_imm(Cond::Eq, R::R7, 0x0008, ipv4)
@@ -415,6 +499,54 @@ mod tests {
         assert_eq!(&k6[16..], &[0, 80, 6, 0]);
     }
 
+    fn nat(n: u32) -> Vec<(Protocol, SocketAddr)> {
+        (0..n)
+            .map(|i| {
+                let ip = std::net::Ipv4Addr::from(0xc612_0000 + i); // 198.18.x.y
+                (Protocol::Tcp, SocketAddr::from((ip, 8080)))
+            })
+            .collect()
+    }
+
+    /// A sync that fails part-way (more NAT destinations than the map
+    /// holds) leaves the recorded sets true to the maps, and the next sync
+    /// converges; an element deleted behind lvsd's back does not wedge it.
+    #[test]
+    fn sync_survives_a_failure_and_converges() {
+        let Ok(mut f) = XdpFilter::new() else {
+            eprintln!("skipped: cannot create BPF maps here (needs root)");
+            return;
+        };
+        let svc = [(Protocol::Udp, "198.19.0.100:53".parse().unwrap())];
+        let local = ["198.18.0.1".parse().unwrap()];
+        let too_many = nat(MAX_ELEMENTS + 1);
+        let e = f
+            .sync(svc.into_iter(), too_many.iter().copied(), &local)
+            .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::E2BIG), "{e}");
+        assert_eq!(f.nat_dests.len(), MAX_ELEMENTS as usize);
+        assert!(f.svc4.contains(&key(svc[0].1.ip(), Protocol::Udp, 53)));
+
+        // Fewer now: the rest must go, the service must stay.
+        let few = nat(3);
+        f.sync(svc.into_iter(), few.iter().copied(), &local)
+            .unwrap();
+        assert_eq!(f.nat_dests.len(), 3);
+        for (p, a) in nat(MAX_ELEMENTS + 1) {
+            let want = few.contains(&(p, a));
+            assert_eq!(f.nat4.contains(&key(a.ip(), p, a.port())), want, "{a}");
+        }
+
+        // Someone removed an element: removing it again is not an error.
+        let (p, a) = few[0];
+        f.nat4.delete(&key(a.ip(), p, a.port())).unwrap();
+        f.sync(svc.into_iter(), std::iter::empty(), &local).unwrap();
+        assert!(f.nat_dests.is_empty());
+        f.sync(std::iter::empty(), std::iter::empty(), &[]).unwrap();
+        assert!(!f.svc4.contains(&key(svc[0].1.ip(), Protocol::Udp, 53)));
+        assert!(!f.local4.contains(&addr_key(local[0])));
+    }
+
     /// The kernel's verifier accepts the program (needs root: skipped
     /// otherwise, and said so).
     #[test]
@@ -427,7 +559,7 @@ mod tests {
             }
         };
         let xsks = Map::create(bpf::MAP_XSKMAP, 4, 4, 4).unwrap();
-        let insns = filter.program(&xsks).unwrap();
+        let insns = filter.program([0x02, 0, 0, 0, 0, 0x81], &xsks).unwrap();
         bpf::load_xdp(&insns, "lvsd_test").unwrap();
     }
 }

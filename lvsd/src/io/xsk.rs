@@ -150,6 +150,13 @@ impl Ring {
         self.size - self.local.wrapping_sub(cons)
     }
 
+    /// Producer side: published entries the kernel has not taken yet.
+    fn unconsumed(&self) -> u32 {
+        // SAFETY: points into the live mapping.
+        let cons = unsafe { (*self.consumer).load(Ordering::Acquire) };
+        self.local.wrapping_sub(cons)
+    }
+
     /// Producer side: publishes every entry written so far.
     fn publish(&self) {
         // SAFETY: points into the live mapping.
@@ -521,15 +528,21 @@ impl XskSet {
     /// Publishes queued sends and asks the kernel to transmit them.
     pub fn flush(&mut self) {
         for s in &mut self.sockets {
-            if s.pending == 0 {
+            if s.pending > 0 {
+                s.tx.local = s.tx.local.wrapping_add(s.pending);
+                s.tx.publish();
+                s.pending = 0;
+            }
+            // Kick while anything published is still in the ring, not only
+            // after new sends: a kick the driver turned away (busy) must be
+            // retried, or a full ring would never drain.
+            let waiting = s.tx.unconsumed();
+            if waiting == 0 {
                 continue;
             }
-            s.tx.local = s.tx.local.wrapping_add(s.pending);
-            s.tx.publish();
             // The copy-mode transmit path sends a bounded batch per call
             // and says EAGAIN when more remain.
-            let rounds = s.pending / 16 + 2;
-            s.pending = 0;
+            let rounds = waiting / 16 + 2;
             for _ in 0..rounds {
                 // SAFETY: a zero-length send on our own socket.
                 let r = unsafe {
