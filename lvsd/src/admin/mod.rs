@@ -12,7 +12,7 @@ pub mod rates;
 pub mod server;
 
 use crate::dataplane::{DropReason, Interfaces, ShardCounters};
-use crate::io::kernel::KernelFilter;
+use crate::io::kernel::{FilterSets, KernelFilter};
 use crate::io::shard::ShardRequest;
 use crate::io::xdp::XdpFilter;
 use crate::rules::{DestState, Model, RuleError, RuleTable};
@@ -110,7 +110,7 @@ impl Control {
             .services
             .iter()
             .map(|s| (s.spec.key.protocol, s.spec.key.addr));
-        let mut dests: Vec<(Protocol, SocketAddr)> = self
+        let dests = self
             .model
             .services
             .iter()
@@ -120,17 +120,15 @@ impl Control {
                     .filter(|d| d.spec.method == Method::Nat)
                     .map(move |d| (s.spec.key.protocol, d.spec.addr))
             })
-            .collect();
-        dests.extend(self.lingering.iter().map(|(p, a, _)| (*p, *a)));
-        let ifaces = self.ifaces.load();
+            .chain(self.lingering.iter().map(|(p, a, _)| (*p, *a)));
+        let sets = FilterSets::new(services, dests, self.ifaces.load().local.iter().copied());
         if let Some(x) = self.xdp.as_mut() {
-            let local: Vec<std::net::IpAddr> = ifaces.local.iter().copied().collect();
-            if let Err(e) = x.sync(services.clone(), dests.iter().copied(), &local) {
+            if let Err(e) = x.sync(&sets) {
                 tracing::error!("updating the XDP program's maps: {e}");
             }
         }
         if let Some(k) = self.kernel.as_mut() {
-            if let Err(e) = k.sync(services, dests.into_iter(), &ifaces) {
+            if let Err(e) = k.sync(&sets) {
                 tracing::error!("updating the kernel filter: {e}");
             }
         }

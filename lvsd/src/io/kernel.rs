@@ -33,13 +33,39 @@ pub enum KernelError {
     Nft(String),
 }
 
-type Elements = BTreeSet<(IpAddr, Protocol, u16)>;
+/// (address, protocol, port) elements of a set.
+pub type Elements = BTreeSet<(IpAddr, Protocol, u16)>;
+
+/// What lvsd's traffic is, for the filters that keep it from the kernel
+/// (this nftables table, and the XDP program's maps): computed once per
+/// rule change, given to both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilterSets {
+    /// Virtual services.
+    pub services: Elements,
+    /// NAT real servers, including removed ones that still have connections.
+    pub nat_dests: Elements,
+    /// The host's own addresses.
+    pub local: BTreeSet<IpAddr>,
+}
+
+impl FilterSets {
+    pub fn new(
+        services: impl Iterator<Item = (Protocol, SocketAddr)>,
+        nat_dests: impl Iterator<Item = (Protocol, SocketAddr)>,
+        local: impl Iterator<Item = IpAddr>,
+    ) -> FilterSets {
+        FilterSets {
+            services: services.map(|(p, a)| (a.ip(), p, a.port())).collect(),
+            nat_dests: nat_dests.map(|(p, a)| (a.ip(), p, a.port())).collect(),
+            local: local.collect(),
+        }
+    }
+}
 
 /// The installed table and the set contents last written.
 pub struct KernelFilter {
-    services: Elements,
-    nat_dests: Elements,
-    local: BTreeSet<IpAddr>,
+    written: FilterSets,
 }
 
 fn nft(script: &str) -> Result<(), KernelError> {
@@ -111,35 +137,24 @@ impl KernelFilter {
         );
         nft(&script)?;
         Ok(KernelFilter {
-            services: Elements::new(),
-            nat_dests: Elements::new(),
-            local: BTreeSet::new(),
+            written: FilterSets::default(),
         })
     }
 
-    /// Writes the sets: the services, the NAT destinations (including removed
-    /// ones that still have connections, given in `lingering`), and the
-    /// host's own addresses. Does nothing when nothing changed.
-    pub fn sync(
-        &mut self,
-        services: impl Iterator<Item = (Protocol, SocketAddr)>,
-        nat_dests: impl Iterator<Item = (Protocol, SocketAddr)>,
-        local: &Interfaces,
-    ) -> Result<(), KernelError> {
-        let s: Elements = services.map(|(p, a)| (a.ip(), p, a.port())).collect();
-        let d: Elements = nat_dests.map(|(p, a)| (a.ip(), p, a.port())).collect();
-        let l: BTreeSet<IpAddr> = local.local.iter().copied().collect();
-        if s == self.services && d == self.nat_dests && l == self.local {
+    /// Writes the sets. Does nothing when nothing changed.
+    pub fn sync(&mut self, sets: &FilterSets) -> Result<(), KernelError> {
+        if *sets == self.written {
             return Ok(());
         }
+        let (s, d, l) = (&sets.services, &sets.nat_dests, &sets.local);
         let mut script = String::new();
         for (suffix, v6) in [("", false), ("6", true)] {
             for set in ["services", "nat_dests", "local"] {
                 script += &format!("flush set netdev {TABLE} {set}{suffix}\n");
             }
             for (set, elems) in [
-                ("services", elements(&s, v6)),
-                ("nat_dests", elements(&d, v6)),
+                ("services", elements(s, v6)),
+                ("nat_dests", elements(d, v6)),
             ] {
                 if !elems.is_empty() {
                     script += &format!("add element netdev {TABLE} {set}{suffix} {{ {elems} }}\n");
@@ -158,9 +173,7 @@ impl KernelFilter {
             }
         }
         nft(&script)?;
-        self.services = s;
-        self.nat_dests = d;
-        self.local = l;
+        self.written = sets.clone();
         Ok(())
     }
 

@@ -26,6 +26,7 @@
 //! id is published again. A buffer handed to a send stays untouched until
 //! the send's completion arrives.
 
+use super::sys::Mapping;
 use super::xsk::{Action, XskSet};
 use crate::conn::ConnTable;
 use crate::dataplane::{
@@ -96,45 +97,6 @@ pub struct ShardParams {
     pub busy_poll: Duration,
 }
 
-/// Page-aligned anonymous memory, unmapped on drop.
-struct Mapping {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl Mapping {
-    fn new(len: usize) -> io::Result<Self> {
-        // SAFETY: an anonymous private mapping; no existing memory is affected.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Mapping {
-            ptr: ptr.cast(),
-            len,
-        })
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are exactly what mmap returned; the ring that
-        // used it is unregistered (dropped) before this struct is.
-        unsafe {
-            libc::munmap(self.ptr.cast(), self.len);
-        }
-    }
-}
-
 /// The provided-buffer ring and the buffers it hands out.
 struct BufRing {
     ring: Mapping,
@@ -147,8 +109,8 @@ struct BufRing {
 
 impl BufRing {
     fn new(entries: u16, buf_size: usize) -> io::Result<Self> {
-        let ring = Mapping::new(usize::from(entries) * size_of::<types::BufRingEntry>())?;
-        let bufs = Mapping::new(usize::from(entries) * buf_size)?;
+        let ring = Mapping::anonymous(usize::from(entries) * size_of::<types::BufRingEntry>())?;
+        let bufs = Mapping::anonymous(usize::from(entries) * buf_size)?;
         let mut r = BufRing {
             ring,
             bufs,
@@ -296,7 +258,8 @@ pub fn run(p: ShardParams) -> io::Result<()> {
         // With AF_XDP frames still waiting, or within the busy-poll time
         // after the last ones, look again without sleeping (and without a
         // system call when there is nothing to submit).
-        let spin = xsk.is_some() && (xsk_busy || xsk_last_work.elapsed() < p.busy_poll);
+        let spin = xsk.is_some()
+            && (xsk_busy || (!p.busy_poll.is_zero() && xsk_last_work.elapsed() < p.busy_poll));
         if !spin || !ring.submission().is_empty() {
             let args = types::SubmitArgs::new().timespec(&ts);
             match ring.submitter().submit_with_args(usize::from(!spin), &args) {
@@ -461,7 +424,7 @@ pub fn run(p: ShardParams) -> io::Result<()> {
         if let Some(x) = xsk.as_mut() {
             let (frames, busy) = xsk_pass(x, &ctx, &mut conns, c, p.local_tun);
             xsk_busy = busy;
-            if frames > 0 {
+            if frames > 0 && !p.busy_poll.is_zero() {
                 xsk_last_work = Instant::now();
             }
         }
@@ -487,12 +450,11 @@ fn xsk_pass(
     x.reclaim();
     let mut busy = false;
     let mut total = 0;
+    let mut rx_bytes = 0u64;
     for i in 0..x.sockets.len() {
         let slot = x.sockets[i].slot;
         let n = x.receive(i, XSK_BATCH, |buf, off, len| {
-            bump(&c.rx_frames, 1);
-            bump(&c.rx_xdp_frames, 1);
-            bump(&c.rx_bytes, len as u64);
+            rx_bytes += len as u64;
             // The data path expects a virtio-net header before the frame; an
             // all-zero one says: complete checksums, no segmentation.
             let Some(start) = off.checked_sub(vnet::HEADER_LEN) else {
@@ -540,6 +502,10 @@ fn xsk_pass(
         busy |= n == XSK_BATCH;
         total += n;
     }
+    // Counted once per pass, not per frame.
+    bump(&c.rx_frames, u64::from(total));
+    bump(&c.rx_xdp_frames, u64::from(total));
+    bump(&c.rx_bytes, rx_bytes);
     for i in 0..x.sockets.len() {
         x.refill(i);
     }

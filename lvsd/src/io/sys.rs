@@ -20,6 +20,56 @@ const PACKET_FANOUT: libc::c_int = 18;
 const PACKET_FANOUT_DATA: libc::c_int = 22;
 const PACKET_FANOUT_CBPF: u32 = 6;
 
+/// Page-aligned memory, populated up front, unmapped on drop: anonymous
+/// (buffer rings, the AF_XDP UMEM) or a socket's shared rings.
+pub struct Mapping {
+    pub ptr: *mut u8,
+    pub len: usize,
+}
+
+impl Mapping {
+    pub fn anonymous(len: usize) -> io::Result<Mapping> {
+        Self::map(-1, len, 0, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS)
+    }
+
+    /// `len` bytes of what `fd` offers at `offset` (an AF_XDP ring).
+    pub fn shared(fd: RawFd, len: usize, offset: u64) -> io::Result<Mapping> {
+        Self::map(fd, len, offset, libc::MAP_SHARED)
+    }
+
+    fn map(fd: RawFd, len: usize, offset: u64, flags: libc::c_int) -> io::Result<Mapping> {
+        let offset = libc::off_t::try_from(offset).map_err(|_| io::Error::other("bad offset"))?;
+        // SAFETY: a new mapping; no existing memory is affected.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags | libc::MAP_POPULATE,
+                fd,
+                offset,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: exactly what mmap returned; users drop whatever used the
+        // memory (a registered ring, a socket) first.
+        unsafe {
+            libc::munmap(self.ptr.cast(), self.len);
+        }
+    }
+}
+
 fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
         Err(io::Error::last_os_error())

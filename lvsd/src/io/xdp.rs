@@ -14,13 +14,14 @@
 //! needed at build time); the service sets are BPF hash maps kept in step
 //! with the rule table by [`XdpFilter::sync`].
 
-use super::bpf::{self, Asm, Cond, Map, Size, R};
+use super::bpf::{self, Asm, Cond, Label, Map, Size, R};
+use super::kernel::{Elements, FilterSets};
 use super::xsk::XskSet;
 use crate::dataplane::Interfaces;
 use lvsd_proto::Protocol;
 use std::collections::BTreeSet;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 
 // The program compares header fields read with little-endian loads against
@@ -34,8 +35,6 @@ const _: () = assert!(
 const MAX_ELEMENTS: u32 = 65_536;
 const MAX_LOCAL: u32 = 4_096;
 const XDP_PASS: i32 = 2;
-
-type Elements = BTreeSet<(IpAddr, Protocol, u16)>;
 
 /// The maps the program reads.
 pub struct XdpFilter {
@@ -98,15 +97,8 @@ impl XdpFilter {
     /// succeeds, so after a failure (a full map, say) the recorded sets are
     /// still what the maps hold and the next sync retries the rest; the
     /// first error is returned.
-    pub fn sync(
-        &mut self,
-        services: impl Iterator<Item = (Protocol, SocketAddr)>,
-        nat_dests: impl Iterator<Item = (Protocol, SocketAddr)>,
-        local: &[IpAddr],
-    ) -> io::Result<()> {
-        let s: Elements = services.map(|(p, a)| (a.ip(), p, a.port())).collect();
-        let d: Elements = nat_dests.map(|(p, a)| (a.ip(), p, a.port())).collect();
-        let l: BTreeSet<IpAddr> = local.iter().copied().collect();
+    pub fn sync(&mut self, want: &FilterSets) -> io::Result<()> {
+        let (s, d, l) = (&want.services, &want.nat_dests, &want.local);
         let XdpFilter {
             svc4,
             nat4,
@@ -138,12 +130,12 @@ impl XdpFilter {
         };
         // Local addresses first: a NAT destination entry must never redirect
         // the director's own traffic.
-        add_missing(&l, local, set_local, &mut err);
-        add_missing(&s, services, |e| set_in(svc4, svc6, e), &mut err);
-        add_missing(&d, nat_dests, |e| set_in(nat4, nat6, e), &mut err);
-        remove_stale(&s, services, |e| del_in(svc4, svc6, e), &mut err);
-        remove_stale(&d, nat_dests, |e| del_in(nat4, nat6, e), &mut err);
-        remove_stale(&l, local, del_local, &mut err);
+        add_missing(l, local, set_local, &mut err);
+        add_missing(s, services, |e| set_in(svc4, svc6, e), &mut err);
+        add_missing(d, nat_dests, |e| set_in(nat4, nat6, e), &mut err);
+        remove_stale(s, services, |e| del_in(svc4, svc6, e), &mut err);
+        remove_stale(d, nat_dests, |e| del_in(nat4, nat6, e), &mut err);
+        remove_stale(l, local, del_local, &mut err);
         err.map_or(Ok(()), Err)
     }
 
@@ -353,6 +345,39 @@ fn copy_words(a: &mut Asm, from: i16, to: i16, words: i16) {
     }
 }
 
+/// The lookups for one IP version, with r7 the L4 protocol: to `redirect`
+/// when (destination, its port, protocol) is a service, or (source, its
+/// port, protocol) a NAT destination and the destination not a local
+/// address; to `pass` otherwise. Addresses are `words` 32-bit words long;
+/// `at` holds the offsets of the source, the destination and the L4 header.
+/// The key's layout is [`key`]'s.
+fn lookups(
+    a: &mut Asm,
+    maps: [&Map; 3],
+    words: i16,
+    (src, dst, l4): (i16, i16, i16),
+    redirect: Label,
+    pass: Label,
+) {
+    let port_at = KEY + 4 * words;
+    copy_words(a, dst, KEY, words);
+    a.load(Size::H, R::R2, R::R8, l4 + 2)
+        .store(Size::H, R::R10, port_at, R::R2)
+        .store(Size::B, R::R10, port_at + 2, R::R7)
+        .store_imm(Size::B, R::R10, port_at + 3, 0);
+    lookup(a, maps[0], KEY);
+    a.jmp_imm(Cond::Ne, R::R0, 0, redirect);
+    // The same key with the source and its port (protocol and pad stay).
+    copy_words(a, src, KEY, words);
+    a.load(Size::H, R::R2, R::R8, l4)
+        .store(Size::H, R::R10, port_at, R::R2);
+    lookup(a, maps[1], KEY);
+    a.jmp_imm(Cond::Eq, R::R0, 0, pass);
+    copy_words(a, dst, LOCAL_KEY, words);
+    lookup(a, maps[2], LOCAL_KEY);
+    a.jmp_imm(Cond::Ne, R::R0, 0, pass).jmp(redirect);
+}
+
 /// Looks up the key at fp+`at` in `map`; r0 is the result.
 fn lookup(a: &mut Asm, map: &Map, at: i16) {
     a.load_map(R::R1, map.fd())
@@ -422,23 +447,7 @@ fn program(
         .jmp_imm(Cond::Eq, R::R7, 6, l4v4)
         .jmp_imm(Cond::Ne, R::R7, 17, pass);
     a.bind(l4v4);
-    // Key: daddr, dport, protocol.
-    copy_words(&mut a, V4_DST, KEY, 1);
-    a.load(Size::H, R::R2, R::R8, V4_L4 + 2)
-        .store(Size::H, R::R10, KEY + 4, R::R2)
-        .store(Size::B, R::R10, KEY + 6, R::R7)
-        .store_imm(Size::B, R::R10, KEY + 7, 0);
-    lookup(&mut a, v4[0], KEY);
-    a.jmp_imm(Cond::Ne, R::R0, 0, redirect);
-    // Key: saddr, sport, protocol.
-    copy_words(&mut a, V4_SRC, KEY, 1);
-    a.load(Size::H, R::R2, R::R8, V4_L4)
-        .store(Size::H, R::R10, KEY + 4, R::R2);
-    lookup(&mut a, v4[1], KEY);
-    a.jmp_imm(Cond::Eq, R::R0, 0, pass);
-    copy_words(&mut a, V4_DST, LOCAL_KEY, 1);
-    lookup(&mut a, v4[2], LOCAL_KEY);
-    a.jmp_imm(Cond::Ne, R::R0, 0, pass).jmp(redirect);
+    lookups(&mut a, v4, 1, (V4_SRC, V4_DST, V4_L4), redirect, pass);
 
     // IPv6, TCP or UDP right after the fixed header.
     a.bind(ipv6)
@@ -449,21 +458,7 @@ fn program(
         .jmp_imm(Cond::Eq, R::R7, 6, l4v6)
         .jmp_imm(Cond::Ne, R::R7, 17, pass);
     a.bind(l4v6);
-    copy_words(&mut a, V6_DST, KEY, 4);
-    a.load(Size::H, R::R2, R::R8, V6_L4 + 2)
-        .store(Size::H, R::R10, KEY + 16, R::R2)
-        .store(Size::B, R::R10, KEY + 18, R::R7)
-        .store_imm(Size::B, R::R10, KEY + 19, 0);
-    lookup(&mut a, v6[0], KEY);
-    a.jmp_imm(Cond::Ne, R::R0, 0, redirect);
-    copy_words(&mut a, V6_SRC, KEY, 4);
-    a.load(Size::H, R::R2, R::R8, V6_L4)
-        .store(Size::H, R::R10, KEY + 16, R::R2);
-    lookup(&mut a, v6[1], KEY);
-    a.jmp_imm(Cond::Eq, R::R0, 0, pass);
-    copy_words(&mut a, V6_DST, LOCAL_KEY, 4);
-    lookup(&mut a, v6[2], LOCAL_KEY);
-    a.jmp_imm(Cond::Ne, R::R0, 0, pass);
+    lookups(&mut a, v6, 4, (V6_SRC, V6_DST, V6_L4), redirect, pass);
 
     // To the socket of the receive queue; to the kernel if it has none.
     a.bind(redirect)
@@ -479,6 +474,7 @@ fn program(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     #[test]
     fn rings_shrink_with_many_queues() {
@@ -520,17 +516,18 @@ mod tests {
         let svc = [(Protocol::Udp, "198.19.0.100:53".parse().unwrap())];
         let local = ["198.18.0.1".parse().unwrap()];
         let too_many = nat(MAX_ELEMENTS + 1);
-        let e = f
-            .sync(svc.into_iter(), too_many.iter().copied(), &local)
-            .unwrap_err();
+        let sets =
+            |svc: &[(Protocol, SocketAddr)], nat: &[(Protocol, SocketAddr)], l: &[IpAddr]| {
+                FilterSets::new(svc.iter().copied(), nat.iter().copied(), l.iter().copied())
+            };
+        let e = f.sync(&sets(&svc, &too_many, &local)).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::E2BIG), "{e}");
         assert_eq!(f.nat_dests.len(), MAX_ELEMENTS as usize);
         assert!(f.svc4.contains(&key(svc[0].1.ip(), Protocol::Udp, 53)));
 
         // Fewer now: the rest must go, the service must stay.
         let few = nat(3);
-        f.sync(svc.into_iter(), few.iter().copied(), &local)
-            .unwrap();
+        f.sync(&sets(&svc, &few, &local)).unwrap();
         assert_eq!(f.nat_dests.len(), 3);
         for (p, a) in nat(MAX_ELEMENTS + 1) {
             let want = few.contains(&(p, a));
@@ -540,9 +537,9 @@ mod tests {
         // Someone removed an element: removing it again is not an error.
         let (p, a) = few[0];
         f.nat4.delete(&key(a.ip(), p, a.port())).unwrap();
-        f.sync(svc.into_iter(), std::iter::empty(), &local).unwrap();
+        f.sync(&sets(&svc, &[], &local)).unwrap();
         assert!(f.nat_dests.is_empty());
-        f.sync(std::iter::empty(), std::iter::empty(), &[]).unwrap();
+        f.sync(&FilterSets::default()).unwrap();
         assert!(!f.svc4.contains(&key(svc[0].1.ip(), Protocol::Udp, 53)));
         assert!(!f.local4.contains(&addr_key(local[0])));
     }

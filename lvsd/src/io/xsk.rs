@@ -32,57 +32,15 @@ const _: () = assert!(
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::sys::Mapping;
+
 /// Bytes per UMEM frame (aligned mode: a power of two, at most a page).
 pub const FRAME: usize = 2048;
-
-/// Page-aligned memory mapped from a socket or anonymous, unmapped on drop.
-struct Mapped {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl Mapped {
-    fn new(fd: RawFd, len: usize, offset: u64) -> io::Result<Mapped> {
-        let anon = fd < 0;
-        let flags = if anon {
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE
-        } else {
-            libc::MAP_SHARED | libc::MAP_POPULATE
-        };
-        // SAFETY: a new mapping; no existing memory is affected.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                fd,
-                offset as libc::off_t,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Mapped {
-            ptr: ptr.cast(),
-            len,
-        })
-    }
-}
-
-impl Drop for Mapped {
-    fn drop(&mut self) {
-        // SAFETY: exactly what mmap returned.
-        unsafe {
-            libc::munmap(self.ptr.cast(), self.len);
-        }
-    }
-}
 
 /// One ring. `local` is this side's index: the producer index for the fill
 /// and TX rings, the consumer index for RX and completion.
 struct Ring {
-    _map: Mapped,
+    _map: Mapping,
     producer: *const AtomicU32,
     consumer: *const AtomicU32,
     descs: *mut u8,
@@ -101,7 +59,7 @@ impl Ring {
         producer_side: bool,
     ) -> io::Result<Ring> {
         let len = off.desc as usize + size as usize * elem;
-        let map = Mapped::new(fd, len, pgoff)?;
+        let map = Mapping::shared(fd, len, pgoff)?;
         // SAFETY: the offsets come from XDP_MMAP_OFFSETS for this mapping;
         // the kernel aligns the indices for 32-bit atomic access.
         let (producer, consumer, descs) = unsafe {
@@ -221,7 +179,7 @@ fn setsockopt<T>(fd: RawFd, opt: libc::c_int, v: &T) -> io::Result<()> {
 pub struct XskSet {
     /// Declared (so dropped) before the UMEM they use.
     pub sockets: Vec<Socket>,
-    area: Mapped,
+    area: Mapping,
     /// Free frames, by address within the UMEM.
     free: Vec<u64>,
     /// For each interface slot, the socket that transmits on it.
@@ -256,7 +214,7 @@ impl XskSet {
             return Err(io::Error::other("no interface to bind AF_XDP sockets to"));
         }
         let frames = bindings.len() * ring as usize * 2;
-        let area = Mapped::new(-1, frames * FRAME, 0)?;
+        let area = Mapping::anonymous(frames * FRAME)?;
         let mut set = XskSet {
             area,
             sockets: Vec::with_capacity(bindings.len()),
