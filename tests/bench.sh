@@ -184,10 +184,15 @@ for r in "${ROLES[@]}"; do
     nsx "$r" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 net.ipv4.ip_forward=0
     ip -n "$(ns "$r")" link set lo up
 done
+# One queue per CPU on every veth (as a multi-queue NIC has), so an XDP
+# director can run a shard per queue; the kernel's own forwarding does not
+# use veth queues.
+QUEUES=$(nproc); ((QUEUES <= 8)) || QUEUES=8
 veth() { # veth NS_A IF_A ADDR_A NS_B IF_B [ADDR_B]
     local mac_b
     if [[ -n ${6:-} ]]; then mac_b=$(mac_of "$6"); else mac_b=$(peer_mac_of "$3"); fi
-    ip -n "$(ns "$1")" link add "$2" address "$(mac_of "$3")" type veth peer name "$5" address "$mac_b" netns "$(ns "$4")"
+    local q="numtxqueues $QUEUES numrxqueues $QUEUES"
+    ip -n "$(ns "$1")" link add "$2" $q address "$(mac_of "$3")" type veth peer name "$5" $q address "$mac_b" netns "$(ns "$4")"
     offloads_off "$1" "$2"
     offloads_off "$4" "$5"
     ip -n "$(ns "$1")" addr add "$3/24" dev "$2"
@@ -279,14 +284,15 @@ record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$(load1)" >>"$RAW"
 
 # --- the peers -----------------------------------------------------------------
 DIRECTOR_PID= # the peer's user-space process, if it has one
-lvsd_config() { # lvsd_config [SHARDS]: with SHARDS, packet sockets and that
-    # many shards; without, lvsd's defaults (the XDP backend where it works)
+lvsd_config() { # lvsd_config [BACKEND:SHARDS]: with it, that backend and
+    # that many shards; without, lvsd's defaults (the XDP backend where it
+    # works, a shard per CPU as far as the queues allow)
     local i
     cat <<EOF
 [daemon]
 interfaces = ["ext0", "int0"]
-${1:+shards = $1
-backend = \"packet\"}
+${1:+backend = \"${1%:*}\"
+shards = ${1#*:}}
 admin_socket = "$TMP/lvsd.sock"
 log = "warn"
 $(printf '%s\n' "${LVSD_SET[@]}")
@@ -306,7 +312,7 @@ EOF
 # The admin socket is a file: lvsadm needs no network namespace (and skips
 # the cost of `ip netns exec`).
 lvsadm() { "$LVSADM" --socket "$TMP/lvsd.sock" "$@"; }
-peer_up() { # peer_up PEER [SHARDS]
+peer_up() { # peer_up PEER [BACKEND:SHARDS]
     DIRECTOR_PID=
     case $1 in
     lvsd)
@@ -493,15 +499,16 @@ for ((run = 1; run <= RUNS; run++)); do
 done
 
 if ((EXTRAS)) && [[ " $PEERS " == *" lvsd "* ]]; then
-    # Shard scaling: lvsd on packet sockets with 1 and 2 shards (the XDP
-    # backend, measured above, runs one shard).
+    # Shard scaling: lvsd with 1 and 2 shards, on XDP and on packet sockets.
     for ((run = 1; run <= RUNS; run++)); do
-        for shards in 1 2; do
-            log "run $run/$RUNS: lvsd with $shards shard(s)"
-            peer_up lvsd "$shards"
-            udp_pps "$run" lvsd "udp_pps_shards${shards}_1gen" 1
-            udp_pps "$run" lvsd "udp_pps_shards${shards}_2gen" 2
-            peer_down lvsd
+        for backend in xdp packet; do
+            for shards in 1 2; do
+                log "run $run/$RUNS: lvsd on $backend with $shards shard(s)"
+                peer_up lvsd "$backend:$shards"
+                udp_pps "$run" lvsd "udp_pps_${backend}_shards${shards}_1gen" 1
+                udp_pps "$run" lvsd "udp_pps_${backend}_shards${shards}_2gen" 2
+                peer_down lvsd
+            done
         done
     done
 

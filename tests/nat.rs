@@ -48,7 +48,12 @@ scheduler = "{scheduler}"
 /// A lab with `n` real servers serving HTTP on 8080 and UDP on 5353, and
 /// lvsd started with `config`.
 fn lab_with_lvsd(name: &str, n: usize, config: &str) -> Lab {
-    let lab = Lab::nat(name, n).expect("building the lab");
+    lab_with_lvsd_queues(name, n, 1, config)
+}
+
+/// [`lab_with_lvsd`] on veths with `queues` queues each.
+fn lab_with_lvsd_queues(name: &str, n: usize, queues: u32, config: &str) -> Lab {
+    let lab = Lab::nat_multiqueue(name, n, queues).expect("building the lab");
     for i in 1..=n {
         lab.spawn_testsrv(i, Some(8080), Some(5353))
             .expect("real server");
@@ -216,18 +221,30 @@ fn stats_match_the_packets_sent_packet_sockets() {
     stats_match_the_packets_sent("packet", 2);
 }
 
+/// Two XDP shards on two-queue interfaces: frames that reach the shard
+/// which does not own their connection are handed over, and counted once.
+#[test]
+fn stats_match_the_packets_sent_xdp_two_shards() {
+    stats_match_the_packets_sent("xdp", 2);
+}
+
 /// lvsd's counters equal the client kernel's own, with frames arriving by
-/// `backend`.
+/// `backend` across `shards` shards (XDP: on veths with one queue per
+/// shard).
 fn stats_match_the_packets_sent(backend: &str, shards: usize) {
     if !Lab::skip_unless_root() {
         return;
     }
-    let lab = lab_with_lvsd(
-        &format!("stats{}", &backend[..1]),
+    let queues = if backend == "xdp" { shards } else { 1 };
+    let lab = lab_with_lvsd_queues(
+        &format!("stats{}{shards}", &backend[..1]),
         2,
+        u32::try_from(queues).unwrap(),
         &nat_config(backend, shards, "rr", &[1, 1]),
     );
-    assert!(lab.daemon_stats().backend.starts_with(backend));
+    let st = lab.daemon_stats();
+    assert!(st.backend.starts_with(backend), "{st:?}");
+    assert_eq!(st.shards.len(), shards, "{st:?}");
     let counters = ClientCounters::install(&lab);
     lab.lvsadm_ok(&["-Z"]);
 
@@ -265,29 +282,91 @@ fn stats_match_the_packets_sent(backend: &str, shards: usize) {
     let d2 = stats_line(&out, "  -> 198.18.1.12:8080");
     let sum: Vec<u64> = d1.iter().zip(&d2).map(|(a, b)| a + b).collect();
     assert_eq!(sum, tcp, "{out}");
-    assert_eq!((d1[0], d2[0]), (20, 20), "rr splits 40 evenly: {out}");
+    if shards == 1 {
+        assert_eq!((d1[0], d2[0]), (20, 20), "rr splits 40 evenly: {out}");
+    } else {
+        // Each shard runs its own rr over the two servers.
+        assert!(d1[0].abs_diff(d2[0]) <= 2 * shards as u64, "{out}");
+    }
+    let st = lab.daemon_stats();
+    assert_eq!(
+        st.drops("no_conn"),
+        0,
+        "a frame missed its connection: {st:?}"
+    );
+    if backend == "xdp" && shards > 1 {
+        // The queues spread 40 connections' frames over both shards, so
+        // some came in on the shard that does not own them.
+        let handed: u64 = st.shards.iter().map(|s| s.handed_off).sum();
+        assert!(handed > 0, "{st:?}");
+        assert_eq!(st.drops("handoff_full"), 0, "{st:?}");
+    }
 }
 
 /// Both shards carry traffic, and every reply found its connection: the
 /// fanout program sends both directions of a flow to the same shard.
 #[test]
 fn two_shards_share_the_load() {
+    two_shards_share_the_load_on("packet", 1);
+}
+
+/// The same with two XDP shards, one per queue: the AF_XDP sockets of both
+/// shards receive, and frames whose connection the other shard owns are
+/// handed over, so every reply still finds its connection.
+#[test]
+fn two_xdp_shards_share_the_load() {
+    two_shards_share_the_load_on("xdp", 2);
+}
+
+fn two_shards_share_the_load_on(backend: &str, queues: u32) {
     if !Lab::skip_unless_root() {
         return;
     }
-    let lab = lab_with_lvsd("shards", 2, &nat_config("packet", 2, "rr", &[1, 1]));
+    let lab = lab_with_lvsd_queues(
+        &format!("shards{}", &backend[..1]),
+        2,
+        queues,
+        &nat_config(backend, 2, "rr", &[1, 1]),
+    );
     let bodies = curl_many(&lab, "http://198.19.0.100/", 200);
     assert_eq!(bodies.len(), 200);
-    let status = lab.lvsadm(&["--status"]);
-    assert!(status.status.success());
+    let status = lab.lvsadm_ok(&["--status"]);
+    println!("{status}");
     let st = lab.daemon_stats();
-    assert_eq!(st.shards.len(), 2);
+    assert_eq!(st.shards.len(), 2, "{status}");
+    assert!(st.backend.starts_with(backend), "{status}");
     for (i, s) in st.shards.iter().enumerate() {
         assert!(
             s.tx_frames > 100,
             "shard {i} forwarded only {} frames: {st:?}",
             s.tx_frames
         );
+        // Closed connections linger (TIME_WAIT) in the shard that owns them.
+        assert!(
+            s.conns > 20,
+            "shard {i} holds {} connections: {status}",
+            s.conns
+        );
+    }
+    if backend == "xdp" {
+        assert!(
+            st.backend.contains("4 AF_XDP sockets"),
+            "two queues on each of two interfaces: {status}"
+        );
+        for (i, s) in st.shards.iter().enumerate() {
+            assert!(s.rx_xdp_frames > 100, "shard {i}: {status}");
+            assert!(s.handed_off > 0, "shard {i} handed nothing over: {status}");
+        }
+        assert_eq!(st.drops("handoff_full"), 0, "{status}");
+        // Every connection is listed once, whichever shard holds it.
+        let listed = lab.lvsadm_ok(&["-L", "-c", "-n"]);
+        let entries = listed
+            .lines()
+            .filter(|l| l.contains("198.19.0.100:80"))
+            .count();
+        let held: u64 = st.shards.iter().map(|s| s.conns).sum();
+        assert!(entries >= 200, "{listed}");
+        assert_eq!(entries as u64, held, "{listed}");
     }
     assert_eq!(
         st.drops("no_conn"),

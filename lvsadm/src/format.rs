@@ -419,6 +419,10 @@ pub fn daemon_stats(stats: &DaemonStats) -> String {
             stats.shards.iter().map(|s| s.rx_xdp_frames).collect(),
         ),
         (
+            "handed_off".into(),
+            stats.shards.iter().map(|s| s.handed_off).collect(),
+        ),
+        (
             "tx_frames".into(),
             stats.shards.iter().map(|s| s.tx_frames).collect(),
         ),
@@ -1090,6 +1094,7 @@ TCP  192.168.0.100:80                   12     3456     3300  123456K    2000M
             rx_frames: rx,
             rx_bytes: rx * 100,
             rx_xdp_frames: rx / 2,
+            handed_off: rx / 4,
             tx_frames: rx - 1,
             tx_bytes: 0,
             passed: 1,
@@ -1113,6 +1118,7 @@ counter            shard0   shard1    total
 rx_frames              10    12345    12355
 rx_bytes             1000  1234500  1235500
 rx_xdp_frames           5     6172     6177
+handed_off              2     3086     3088
 tx_frames               9    12344    12353
 tx_bytes                0        0        0
 passed                  1        1        2

@@ -77,9 +77,9 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         &cfg.daemon.interfaces,
     )?));
     let xdp = start_xdp(&cfg.daemon, &ifaces.load())?;
-    if xdp.is_some() {
-        // The AF_XDP sockets are served by one shard (see docs/architecture.md).
-        cfg.daemon.shards = 1;
+    if let Some(b) = &xdp {
+        // One shard per set of AF_XDP sockets (see docs/architecture.md).
+        cfg.daemon.shards = b.shards.len();
     }
     let d = &cfg.daemon;
     let admin_gid = match &d.admin_group {
@@ -118,20 +118,12 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     )));
     let (xsk, attached) = match xdp {
         Some(b) => {
-            let mode = if b.sockets.zero_copy {
-                "zero-copy"
-            } else {
-                "copy"
-            };
-            let name = format!(
-                "xdp ({mode} mode, {} AF_XDP sockets)",
-                b.sockets.sockets.len()
-            );
+            let name = b.describe();
             tracing::info!("backend: {name}");
             lock(&control).set_xdp(b.filter, name);
-            (Some(b.sockets), Some(b.attached))
+            (b.shards, Some(b.attached))
         }
-        None => (None, None),
+        None => (Vec::new(), None),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let result = start_and_wait(
@@ -186,7 +178,7 @@ fn start_and_wait(
     admin_gid: Option<u32>,
     stop: &Arc<AtomicBool>,
     signals: &mut Signals,
-    mut xsk: Option<crate::io::xsk::XskSet>,
+    xsk: Vec<crate::io::xsk::XskSet>,
 ) -> Result<(), DaemonError> {
     let d = &cfg.daemon;
     lock(control).sync_kernel();
@@ -219,6 +211,19 @@ fn start_and_wait(
     };
     let local_fd = local_tun.as_ref().map(AsRawFd::as_raw_fd);
 
+    // With several XDP shards, the lanes that carry frames to the shard
+    // that owns their connection.
+    let mut handoffs = if xsk.len() > 1 {
+        crate::io::handoff::mesh(xsk.len())
+            .map_err(io_err("shard hand-off lanes"))?
+            .into_iter()
+            .map(Some)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut xsk: Vec<Option<crate::io::xsk::XskSet>> = xsk.into_iter().map(Some).collect();
+
     let epoch = Instant::now();
     let (done_tx, done_rx) = mpsc::channel::<(usize, std::io::Result<()>)>();
     // Declared after the TUN device, so dropped (stopped and joined) before
@@ -249,7 +254,8 @@ fn start_and_wait(
             buffer_size: d.buffer_size,
             fanout_owner: d.shards > 1 && id == 0,
             local_tun: local_fd,
-            xsk: xsk.take(),
+            xsk: xsk.get_mut(id).and_then(Option::take),
+            handoff: handoffs.get_mut(id).and_then(Option::take),
             busy_poll: Duration::from_micros(d.busy_poll_us),
         };
         let done = done_tx.clone();
@@ -373,22 +379,36 @@ impl Drop for Threads<'_> {
     }
 }
 
-/// Sets up the XDP backend when the config asks for it (or leaves it to
-/// lvsd and one shard is enough). With `auto`, a failure means packet
-/// sockets, and the log says why.
+/// Sets up the XDP backend when the config asks for it, or leaves it to
+/// lvsd and XDP can run the shards asked for (one per CPU when `shards` is
+/// not set, as many as the interfaces' receive queues allow). With `auto`, a
+/// failure means packet sockets, and the log says why.
 fn start_xdp(
     d: &config::DaemonConfig,
     ifaces: &crate::dataplane::Interfaces,
 ) -> Result<Option<crate::io::xdp::Backend>, DaemonError> {
+    let shards = crate::io::xdp::shards_for(ifaces, d.shards);
     let wanted = match d.backend {
         Backend::Packet => false,
         Backend::Xdp => true,
-        Backend::Auto => !d.shards_set || d.shards == 1,
+        Backend::Auto if d.shards_set && shards < d.shards => {
+            tracing::warn!(
+                "XDP backend not used: {} shards asked for, the interfaces' receive queues allow {shards}",
+                d.shards
+            );
+            false
+        }
+        Backend::Auto => true,
     };
     if !wanted {
         return Ok(None);
     }
-    match crate::io::xdp::setup(ifaces) {
+    if shards < d.shards {
+        tracing::info!(
+            "XDP backend: {shards} shard(s), as many as the interface with the fewest receive queues has"
+        );
+    }
+    match crate::io::xdp::setup(ifaces, shards) {
         Ok(b) => Ok(Some(b)),
         Err(e) if d.backend == Backend::Auto => {
             tracing::warn!("XDP backend unavailable, using packet sockets: {e}");

@@ -73,10 +73,13 @@ pub enum DropReason {
     TooBig,
     /// The kernel refused to send the frame.
     TxError,
+    /// A frame for another shard's connection found no room in the lane to
+    /// that shard, or that shard no free frame (XDP backend, several shards).
+    HandoffFull,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::Truncated,
         DropReason::Malformed,
         DropReason::BadChecksum,
@@ -89,6 +92,7 @@ impl DropReason {
         DropReason::NoNeighbor,
         DropReason::TooBig,
         DropReason::TxError,
+        DropReason::HandoffFull,
     ];
 
     pub fn name(self) -> &'static str {
@@ -105,6 +109,7 @@ impl DropReason {
             DropReason::NoNeighbor => "no_neighbor",
             DropReason::TooBig => "too_big",
             DropReason::TxError => "tx_error",
+            DropReason::HandoffFull => "handoff_full",
         }
     }
 }
@@ -137,6 +142,8 @@ pub struct ShardCounters {
     /// from the kernel.
     pub xdp_ring_full: AtomicU64,
     pub xdp_fill_empty: AtomicU64,
+    /// Of `rx_frames`, those handed to the shard that owns their connection.
+    pub handed_off: AtomicU64,
     pub tx_frames: AtomicU64,
     pub tx_bytes: AtomicU64,
     pub passed: AtomicU64,

@@ -148,15 +148,18 @@ def table(d, samples, args):
                                           fmt(sum(d[p]["lat_errors"]["samples"]), "x") if d[p].get("lat_errors") else "n/a")
         for p in PEERS))
     lv = d["lvsd"]
-    if any(k.startswith("udp_pps_shards") for k in lv):
+    if any(k.startswith("udp_pps_xdp_shards") or k.startswith("udp_pps_packet_shards") for k in lv):
         lines.append("")
-        lines.append("Shard scaling, lvsd UDP packets/s with the packet-socket backend (the XDP backend runs one shard; it is the lvsd column above):")
+        lines.append("Shard scaling, lvsd UDP packets/s by backend and number of shards (the lvsd column above is lvsd's defaults: "
+                     "XDP, one shard per veth queue):")
         lines.append("")
-        lines.append("| shards | 1 generator thread | 2 generator threads | path CPU ns/packet (1 gen) |")
-        lines.append("|---|---|---|---|")
-        for sh in ("1", "2"):
-            lines.append("| %s | %s | %s | %s |" % (sh, cell(lv, "udp_pps_shards%s_1gen" % sh), cell(lv, "udp_pps_shards%s_2gen" % sh),
-                                                   cell(lv, "udp_pps_shards%s_1gen_cpu_ns" % sh)))
+        lines.append("| backend | shards | 1 generator thread | 2 generator threads | path CPU ns/packet (1 gen) | path CPU ns/packet (2 gen) |")
+        lines.append("|---|---|---|---|---|---|")
+        for be in ("xdp", "packet"):
+            for sh in ("1", "2"):
+                k = "udp_pps_%s_shards%s_" % (be, sh)
+                lines.append("| %s | %s | %s | %s | %s | %s |" % (be, sh, cell(lv, k + "1gen"), cell(lv, k + "2gen"),
+                                                               cell(lv, k + "1gen_cpu_ns"), cell(lv, k + "2gen_cpu_ns")))
     if lv.get("swap_changes"):
         g = lambda k: fmt(lv[k]["median"], "x") if lv.get(k) else "n/a"
         lines.append("")

@@ -267,7 +267,18 @@ impl Lab {
         if !(1..=200).contains(&real_servers) {
             return Err(format!("real_servers must be 1..=200, not {real_servers}").into());
         }
-        Lab::make(name, vec![Fwd::Nat; real_servers], false, false)
+        Lab::make(name, vec![Fwd::Nat; real_servers], false, false, 1)
+    }
+
+    /// [`Lab::nat`] with `queues` transmit and receive queues on every veth
+    /// (1..=8), so an XDP director can run one shard per queue.
+    pub fn nat_multiqueue(name: &str, real_servers: usize, queues: u32) -> Result<Lab> {
+        if !(1..=200).contains(&real_servers) || !(1..=8).contains(&queues) {
+            return Err(
+                format!("{real_servers} real servers, {queues} queues: out of range").into(),
+            );
+        }
+        Lab::make(name, vec![Fwd::Nat; real_servers], false, false, queues)
     }
 
     /// Builds the full topology (client `lan0` on the LAN, each real server
@@ -279,10 +290,16 @@ impl Lab {
         if !(1..=200).contains(&n) {
             return Err(format!("real_servers must be 1..=200, not {n}").into());
         }
-        Lab::make(name, opts.methods, opts.ipv6, true)
+        Lab::make(name, opts.methods, opts.ipv6, true, 1)
     }
 
-    fn make(name: &str, methods: Vec<Fwd>, ipv6: bool, client_lan: bool) -> Result<Lab> {
+    fn make(
+        name: &str,
+        methods: Vec<Fwd>,
+        ipv6: bool,
+        client_lan: bool,
+        queues: u32,
+    ) -> Result<Lab> {
         let real_servers = methods.len();
         let short: String = name
             .chars()
@@ -317,11 +334,11 @@ impl Lab {
             tundecaps: BTreeMap::new(),
         };
         // From here on an error drops `lab`, which undoes what was made.
-        lab.build_topology()?;
+        lab.build_topology(queues)?;
         Ok(lab)
     }
 
-    fn build_topology(&mut self) -> Result<()> {
+    fn build_topology(&mut self, queues: u32) -> Result<()> {
         let n = self.real_servers;
         let v6 = self.ipv6;
         let mut roles = vec!["client".to_owned(), "director".to_owned(), "lan".to_owned()];
@@ -366,8 +383,9 @@ impl Lab {
                 b_addr.map_or_else(|| peer_mac_of(a_addr), mac_of),
             );
             let b_netns = self.ns(b_ns);
-            let add = format!("link add {a_if} address {a_mac} type veth");
-            let peer = format!("peer name {b_if} address {b_mac} netns {b_netns}");
+            let q = format!("numtxqueues {queues} numrxqueues {queues}");
+            let add = format!("link add {a_if} {q} address {a_mac} type veth");
+            let peer = format!("peer name {b_if} {q} address {b_mac} netns {b_netns}");
             self.ip(a_ns, &format!("{add} {peer}"))?;
             for (ns, ifname, addr) in [(a_ns, a_if, Some(a_addr)), (b_ns, b_if, b_addr)] {
                 let offloads =

@@ -346,6 +346,10 @@ pub struct ShardStats {
     /// Of `rx_frames`, those that came through AF_XDP sockets (XDP backend).
     #[serde(default)]
     pub rx_xdp_frames: u64,
+    /// Of `rx_frames`, those handed to the shard that owns their connection
+    /// (XDP backend with several shards).
+    #[serde(default)]
+    pub handed_off: u64,
     pub tx_frames: u64,
     pub tx_bytes: u64,
     /// Frames that were not lvsd's to handle and were left to the kernel.

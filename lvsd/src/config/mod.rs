@@ -66,8 +66,8 @@ pub struct DaemonConfig {
     pub interfaces: Vec<String>,
     /// Shard threads; defaults to the number of CPUs.
     pub shards: usize,
-    /// Whether the file set `shards` (the XDP backend runs one shard, so
-    /// `auto` keeps packet sockets when more were asked for).
+    /// Whether the file set `shards` (then `auto` keeps packet sockets when
+    /// the interfaces' receive queues allow fewer XDP shards).
     pub shards_set: bool,
     /// How frames reach lvsd.
     pub backend: Backend,

@@ -5,6 +5,7 @@
 
 pub mod bpf;
 pub mod fanout;
+pub mod handoff;
 pub mod ifaces;
 pub mod kernel;
 pub mod neigh;

@@ -26,6 +26,7 @@
 //! id is published again. A buffer handed to a send stays untouched until
 //! the send's completion arrives.
 
+use super::handoff::{self, Handoff};
 use super::sys::Mapping;
 use super::xsk::{Action, XskSet};
 use crate::conn::ConnTable;
@@ -50,8 +51,10 @@ use std::time::{Duration, Instant};
 const BGID: u16 = 0;
 /// user_data of the multishot receive; a send's user_data is its buffer id.
 const UD_RECV: u64 = u64::MAX;
+/// user_data of the multishot poll on the hand-off eventfd.
+const UD_WAKE: u64 = u64::MAX - 1;
 /// user_data of the multishot poll on AF_XDP socket i: UD_XSK + i (above
-/// every buffer id, below UD_RECV).
+/// every buffer id, below UD_WAKE).
 const UD_XSK: u64 = 1 << 32;
 /// Most frames taken from one AF_XDP socket per pass of the loop.
 const XSK_BATCH: u32 = 256;
@@ -95,6 +98,8 @@ pub struct ShardParams {
     /// How long to keep polling the AF_XDP sockets after the last frame
     /// before sleeping.
     pub busy_poll: Duration,
+    /// With several XDP shards: the lanes to and from the other shards.
+    pub handoff: Option<Handoff>,
 }
 
 /// The provided-buffer ring and the buffers it hands out.
@@ -227,6 +232,8 @@ pub fn run(p: ShardParams) -> io::Result<()> {
     let mut xsk = p.xsk;
     let mut xsk_armed = vec![false; xsk.as_ref().map_or(0, |x| x.sockets.len())];
     let mut xsk_busy = false;
+    let mut handoff = p.handoff;
+    let mut wake_armed = false;
     let mut xsk_last_work = Instant::now();
     let mut xdp_stats_at = 0u64;
     let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(cq_size as usize);
@@ -255,11 +262,23 @@ pub fn run(p: ShardParams) -> io::Result<()> {
                 }
             }
         }
+        if let Some(h) = handoff.as_ref().filter(|_| !wake_armed) {
+            let e = opcode::PollAdd::new(types::Fd(h.wake_fd()), libc::POLLIN as u32)
+                .multi(true)
+                .build()
+                .user_data(UD_WAKE);
+            push(&mut ring, &e)?;
+            wake_armed = true;
+        }
         // With AF_XDP frames still waiting, or within the busy-poll time
         // after the last ones, look again without sleeping (and without a
-        // system call when there is nothing to submit).
-        let spin = xsk.is_some()
+        // system call when there is nothing to submit). A shard about to
+        // sleep tells the others, unless they have left it frames already.
+        let mut spin = xsk.is_some()
             && (xsk_busy || (!p.busy_poll.is_zero() && xsk_last_work.elapsed() < p.busy_poll));
+        if let Some(h) = handoff.as_ref().filter(|_| !spin) {
+            spin = !h.sleep();
+        }
         if !spin || !ring.submission().is_empty() {
             let args = types::SubmitArgs::new().timespec(&ts);
             match ring.submitter().submit_with_args(usize::from(!spin), &args) {
@@ -271,6 +290,9 @@ pub fn run(p: ShardParams) -> io::Result<()> {
                     ) => {}
                 Err(e) => return Err(e),
             }
+        }
+        if let Some(h) = &handoff {
+            h.awake();
         }
 
         // One batch: one clock read, one load of each table.
@@ -313,7 +335,14 @@ pub fn run(p: ShardParams) -> io::Result<()> {
         );
         let mut returned = 0usize;
         for &(ud, res, flags) in &completions {
-            if (UD_XSK..UD_RECV).contains(&ud) {
+            if ud == UD_WAKE {
+                wake_armed &= cqueue::more(flags);
+                if let Some(h) = &handoff {
+                    h.clear_wake();
+                }
+                continue;
+            }
+            if (UD_XSK..UD_WAKE).contains(&ud) {
                 if !cqueue::more(flags) {
                     let i = usize::try_from(ud - UD_XSK).unwrap_or(usize::MAX);
                     if let Some(a) = xsk_armed.get_mut(i) {
@@ -422,7 +451,7 @@ pub fn run(p: ShardParams) -> io::Result<()> {
             bufs.publish();
         }
         if let Some(x) = xsk.as_mut() {
-            let (frames, busy) = xsk_pass(x, &ctx, &mut conns, c, p.local_tun);
+            let (frames, busy) = xsk_pass(x, handoff.as_mut(), &ctx, &mut conns, c, p.local_tun);
             xsk_busy = busy;
             if frames > 0 && !p.busy_poll.is_zero() {
                 xsk_last_work = Instant::now();
@@ -438,10 +467,13 @@ pub fn run(p: ShardParams) -> io::Result<()> {
 }
 
 /// One pass over the AF_XDP sockets: take back sent frames, run every
-/// received frame through the data path, refill, send. Returns the frames
-/// received, and whether a socket had more than one batch.
+/// received frame through the data path (or hand it to the shard that owns
+/// its connection), then the frames other shards handed over, refill, send.
+/// Returns the frames received, and whether a socket or lane had more than
+/// one batch.
 fn xsk_pass(
     x: &mut XskSet,
+    mut handoff: Option<&mut Handoff>,
     ctx: &Ctx,
     conns: &mut ConnTable,
     c: &ShardCounters,
@@ -451,61 +483,46 @@ fn xsk_pass(
     let mut busy = false;
     let mut total = 0;
     let mut rx_bytes = 0u64;
+    let mut handed = 0u64;
     for i in 0..x.sockets.len() {
         let slot = x.sockets[i].slot;
         let n = x.receive(i, XSK_BATCH, |buf, off, len| {
             rx_bytes += len as u64;
-            // The data path expects a virtio-net header before the frame; an
-            // all-zero one says: complete checksums, no segmentation.
-            let Some(start) = off.checked_sub(vnet::HEADER_LEN) else {
-                bump(&c.drops[DropReason::Truncated as usize], 1);
-                return Action::Recycle;
-            };
-            buf[start..off].fill(0);
-            let mut frame = Frame {
-                buf,
-                start,
-                len: len + vnet::HEADER_LEN,
-            };
-            match dataplane::process(ctx, conns, slot, &mut frame) {
-                Verdict::Forward { iface } => Action::Send {
-                    slot: iface,
-                    start: frame.start + vnet::HEADER_LEN,
-                    len: frame.len.saturating_sub(vnet::HEADER_LEN),
-                },
-                Verdict::Local => {
-                    match local_tun {
-                        Some(tun) => {
-                            let bytes = frame.bytes();
-                            // SAFETY: writes `bytes` to our TUN descriptor.
-                            let r = unsafe { libc::write(tun, bytes.as_ptr().cast(), bytes.len()) };
-                            if r < 0 {
-                                bump(&c.drops[DropReason::TxError as usize], 1);
-                            }
-                        }
-                        None => bump(&c.drops[DropReason::NoNeighbor as usize], 1),
+            if let Some(h) = handoff.as_deref_mut() {
+                let packet = &buf[off..off + len];
+                let to = handoff::owner(packet, &ctx.rules.vips, h.shards);
+                if to != h.id {
+                    if h.push(to, slot, packet) {
+                        handed += 1;
+                    } else {
+                        bump(&c.drops[DropReason::HandoffFull as usize], 1);
                     }
-                    Action::Recycle
-                }
-                Verdict::Drop(r) => {
-                    bump(&c.drops[r as usize], 1);
-                    Action::Recycle
-                }
-                Verdict::Pass => {
-                    // Only frames the XDP program chose come here, and the
-                    // kernel never sees them: passing is losing.
-                    bump(&c.passed, 1);
-                    Action::Recycle
+                    return Action::Recycle;
                 }
             }
+            handle(ctx, conns, c, local_tun, slot, buf, off, len)
         });
         busy |= n == XSK_BATCH;
         total += n;
     }
-    // Counted once per pass, not per frame.
+    // Counted once per pass, not per frame; a frame handed over counts as
+    // received here, where it came in.
     bump(&c.rx_frames, u64::from(total));
     bump(&c.rx_xdp_frames, u64::from(total));
     bump(&c.rx_bytes, rx_bytes);
+    if let Some(h) = handoff {
+        bump(&c.handed_off, handed);
+        h.flush();
+        let (_, more) = h.drain(XSK_BATCH, |slot, packet| {
+            let taken = x.inject(packet, |buf, off, len| {
+                handle(ctx, conns, c, local_tun, slot, buf, off, len)
+            });
+            if !taken {
+                bump(&c.drops[DropReason::HandoffFull as usize], 1);
+            }
+        });
+        busy |= more;
+    }
     for i in 0..x.sockets.len() {
         x.refill(i);
     }
@@ -515,6 +532,64 @@ fn xsk_pass(
     bump(&c.tx_bytes, bytes);
     bump(&c.drops[DropReason::TxError as usize], failed);
     (total, busy)
+}
+
+/// Runs one AF_XDP frame (`buf[off..off + len]`, received on interface slot
+/// `slot`) through the data path and says what becomes of it.
+#[allow(clippy::too_many_arguments)] // the pass's state, split for borrowing
+fn handle(
+    ctx: &Ctx,
+    conns: &mut ConnTable,
+    c: &ShardCounters,
+    local_tun: Option<std::os::fd::RawFd>,
+    slot: u16,
+    buf: &mut [u8],
+    off: usize,
+    len: usize,
+) -> Action {
+    // The data path expects a virtio-net header before the frame; an
+    // all-zero one says: complete checksums, no segmentation.
+    let Some(start) = off.checked_sub(vnet::HEADER_LEN) else {
+        bump(&c.drops[DropReason::Truncated as usize], 1);
+        return Action::Recycle;
+    };
+    buf[start..off].fill(0);
+    let mut frame = Frame {
+        buf,
+        start,
+        len: len + vnet::HEADER_LEN,
+    };
+    match dataplane::process(ctx, conns, slot, &mut frame) {
+        Verdict::Forward { iface } => Action::Send {
+            slot: iface,
+            start: frame.start + vnet::HEADER_LEN,
+            len: frame.len.saturating_sub(vnet::HEADER_LEN),
+        },
+        Verdict::Local => {
+            match local_tun {
+                Some(tun) => {
+                    let bytes = frame.bytes();
+                    // SAFETY: writes `bytes` to our TUN descriptor.
+                    let r = unsafe { libc::write(tun, bytes.as_ptr().cast(), bytes.len()) };
+                    if r < 0 {
+                        bump(&c.drops[DropReason::TxError as usize], 1);
+                    }
+                }
+                None => bump(&c.drops[DropReason::NoNeighbor as usize], 1),
+            }
+            Action::Recycle
+        }
+        Verdict::Drop(r) => {
+            bump(&c.drops[r as usize], 1);
+            Action::Recycle
+        }
+        Verdict::Pass => {
+            // Only frames the XDP program chose come here, and the kernel
+            // never sees them: passing is losing.
+            bump(&c.passed, 1);
+            Action::Recycle
+        }
+    }
 }
 
 /// Pushes an entry, submitting first if the queue is full.

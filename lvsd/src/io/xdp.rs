@@ -245,11 +245,24 @@ const MAX_FRAMES: usize = 32_768;
 const MAX_QUEUES: u32 = 64;
 
 /// A running XDP backend: the maps lvsd updates, the attached programs, and
-/// the sockets (which go to the shard that serves them).
+/// the sockets, one set per shard (each goes to the shard that serves it).
 pub struct Backend {
     pub filter: XdpFilter,
     pub attached: Attached,
-    pub sockets: XskSet,
+    pub shards: Vec<XskSet>,
+}
+
+impl Backend {
+    /// How it runs, for the log and `lvsadm --status`.
+    pub fn describe(&self) -> String {
+        let mode = if self.shards.iter().all(|s| s.zero_copy) {
+            "zero-copy"
+        } else {
+            "copy"
+        };
+        let sockets: usize = self.shards.iter().map(|s| s.sockets.len()).sum();
+        format!("xdp ({mode} mode, {sockets} AF_XDP sockets)")
+    }
 }
 
 /// Receive queues of interface `name` (as sysfs lists them; 1 if unknown).
@@ -277,9 +290,25 @@ fn ring_size(sockets: usize) -> u32 {
     u32::try_from(pow).unwrap_or(RING).clamp(64, RING)
 }
 
-/// Sets up the XDP backend on every interface: one AF_XDP socket per
-/// receive queue, all sharing one UMEM, and the program redirecting to them.
-pub fn setup(ifaces: &Interfaces) -> io::Result<Backend> {
+/// How many shards the XDP backend can run when `wanted` are asked for: a
+/// shard needs a receive queue of its own on every interface (to transmit
+/// on it), so no more than the interface with the fewest queues has.
+pub fn shards_for(ifaces: &Interfaces, wanted: usize) -> usize {
+    ifaces
+        .list
+        .iter()
+        .map(|i| rx_queues(&i.name) as usize)
+        .min()
+        .unwrap_or(1)
+        .min(wanted)
+        .max(1)
+}
+
+/// Sets up the XDP backend on every interface for `shards` shards (see
+/// [`shards_for`]): one AF_XDP socket per receive queue, queue q served by
+/// shard q mod `shards`; each shard's sockets share that shard's UMEM; the
+/// program redirects to them.
+pub fn setup(ifaces: &Interfaces, shards: usize) -> io::Result<Backend> {
     for i in &ifaces.list {
         if i.mtu > MAX_MTU {
             return Err(io::Error::other(format!(
@@ -288,23 +317,34 @@ pub fn setup(ifaces: &Interfaces) -> io::Result<Backend> {
             )));
         }
     }
+    let shards = shards.max(1);
     let filter = XdpFilter::new()?;
-    let mut bindings = Vec::new();
+    let mut bindings = vec![Vec::new(); shards];
     for (slot, i) in ifaces.list.iter().enumerate() {
         let slot = u16::try_from(slot).map_err(|_| io::Error::other("too many interfaces"))?;
-        for q in 0..rx_queues(&i.name) {
-            bindings.push((slot, i.ifindex, q));
+        let queues = rx_queues(&i.name);
+        if (queues as usize) < shards {
+            return Err(io::Error::other(format!(
+                "{}: {queues} receive queue(s) for {shards} shards",
+                i.name
+            )));
+        }
+        for q in 0..queues {
+            bindings[q as usize % shards].push((slot, i.ifindex, q));
         }
     }
-    let sockets = XskSet::new(&bindings, ring_size(bindings.len()), ifaces.list.len())?;
+    let sets = bindings
+        .iter()
+        .map(|b| XskSet::new(b, ring_size(b.len()), ifaces.list.len()))
+        .collect::<io::Result<Vec<_>>>()?;
     let per_iface: Vec<Target> = ifaces
         .list
         .iter()
         .enumerate()
         .map(|(slot, i)| {
-            let socks = sockets
-                .sockets
+            let socks = sets
                 .iter()
+                .flat_map(|set| set.sockets.iter())
                 .filter(|s| usize::from(s.slot) == slot)
                 .map(|s| (s.queue, s.raw_fd()))
                 .collect();
@@ -315,7 +355,7 @@ pub fn setup(ifaces: &Interfaces) -> io::Result<Backend> {
     Ok(Backend {
         filter,
         attached,
-        sockets,
+        shards: sets,
     })
 }
 

@@ -36,6 +36,9 @@ use super::sys::Mapping;
 
 /// Bytes per UMEM frame (aligned mode: a power of two, at most a page).
 pub const FRAME: usize = 2048;
+/// Where in its frame the kernel puts a received packet (XDP_PACKET_HEADROOM
+/// with no UMEM headroom).
+const RX_OFFSET: usize = 256;
 
 /// One ring. `local` is this side's index: the producer index for the fill
 /// and TX rings, the consumer index for RX and completion.
@@ -405,21 +408,51 @@ impl XskSet {
             // runs.
             let frame =
                 unsafe { std::slice::from_raw_parts_mut(self.area.ptr.add(base as usize), FRAME) };
-            match f(frame, off, len) {
-                Action::Send { slot, start, len }
-                    if start < FRAME
-                        && self.send(slot, base + start as u64, len.min(FRAME - start)) => {}
-                Action::Send { .. } => {
-                    self.failed_sends += 1;
-                    self.free.push(base);
-                }
-                Action::Recycle => self.free.push(base),
-            }
+            let action = f(frame, off, len);
+            self.dispose(base, action);
         }
         if n > 0 {
             self.sockets[i].rx.release(n);
         }
         n
+    }
+
+    /// Copies `packet` into a free frame, where the kernel would have put
+    /// it, and runs `f` on it as [`XskSet::receive`] does. False (nothing
+    /// run) when no frame is free or the packet does not fit.
+    pub fn inject(
+        &mut self,
+        packet: &[u8],
+        f: impl FnOnce(&mut [u8], usize, usize) -> Action,
+    ) -> bool {
+        if packet.len() > FRAME - RX_OFFSET {
+            return false;
+        }
+        let Some(base) = self.free.pop() else {
+            return false;
+        };
+        // SAFETY: a free frame is this thread's (module docs) and inside the
+        // UMEM; no other slice of it exists while `f` runs.
+        let frame =
+            unsafe { std::slice::from_raw_parts_mut(self.area.ptr.add(base as usize), FRAME) };
+        frame[RX_OFFSET..RX_OFFSET + packet.len()].copy_from_slice(packet);
+        let action = f(frame, RX_OFFSET, packet.len());
+        self.dispose(base, action);
+        true
+    }
+
+    /// Sends or recycles the frame at `base` as `action` says.
+    fn dispose(&mut self, base: u64, action: Action) {
+        match action {
+            Action::Send { slot, start, len }
+                if start < FRAME
+                    && self.send(slot, base + start as u64, len.min(FRAME - start)) => {}
+            Action::Send { .. } => {
+                self.failed_sends += 1;
+                self.free.push(base);
+            }
+            Action::Recycle => self.free.push(base),
+        }
     }
 
     /// The kernel's drop counters summed over the sockets: frames lost
