@@ -176,10 +176,24 @@ struct SendSlots {
 /// daemon): they come from setting up the ring, not from packets.
 pub fn run(p: ShardParams) -> io::Result<()> {
     let cq_size = u32::from(p.buffers) * 2 + 64;
-    let mut ring: IoUring = IoUring::builder()
+    let entries = u32::from(p.buffers) + 64;
+    // Completion work runs when this thread asks for events, not by
+    // interrupting it (and the kernel never wakes it for that while it
+    // runs): kernel 6.1+; older kernels get the default.
+    let mut ring: IoUring = match IoUring::builder()
         .setup_cqsize(cq_size)
         .setup_single_issuer()
-        .build(u32::from(p.buffers) + 64)?;
+        .setup_defer_taskrun()
+        .setup_taskrun_flag()
+        .build(entries)
+    {
+        Ok(r) => r,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => IoUring::builder()
+            .setup_cqsize(cq_size)
+            .setup_single_issuer()
+            .build(entries)?,
+        Err(e) => return Err(e),
+    };
     if !ring.params().is_feature_ext_arg() {
         return Err(io::Error::other(
             "io_uring lacks IORING_FEAT_EXT_ARG (kernel 5.11+ needed)",
@@ -279,7 +293,9 @@ pub fn run(p: ShardParams) -> io::Result<()> {
         if let Some(h) = handoff.as_ref().filter(|_| !spin) {
             spin = !h.sleep();
         }
-        if !spin || !ring.submission().is_empty() {
+        // Spinning, still enter when completion work waits: deferred work
+        // runs only then (the taskrun flag says so).
+        if !spin || !ring.submission().is_empty() || ring.submission().taskrun() {
             let args = types::SubmitArgs::new().timespec(&ts);
             match ring.submitter().submit_with_args(usize::from(!spin), &args) {
                 Ok(_) => {}
