@@ -339,6 +339,56 @@ fn xdp_unavailable_falls_back_or_fails() {
     assert!(!xdp_attached(&lab, "int0"));
 }
 
+/// XDP runs a shard per receive queue: on single-queue interfaces `auto`
+/// keeps the two shards asked for on packet sockets and says why, `xdp` runs
+/// one shard; on four-queue interfaces two shards serve two queues each.
+#[test]
+fn xdp_shards_follow_the_receive_queues() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let two = config(&[(1, 1)]).replace("shards = 1", "shards = 2");
+    let lab = lab("xdpq1", 1, &two);
+    let st = lab.daemon_stats();
+    assert_eq!(
+        (st.backend.as_str(), st.shards.len()),
+        ("packet", 2),
+        "{st:?}"
+    );
+    let log = lab.lvsd_log();
+    assert!(
+        log.contains(
+            "XDP backend not used: 2 shards asked for, the interfaces' receive queues allow 1"
+        ),
+        "{log}"
+    );
+    assert!(lab.stop_lvsd().unwrap().success());
+    lab.start_lvsd(&two.replace("[daemon]\n", "[daemon]\nbackend = \"xdp\"\n"))
+        .expect("lvsd");
+    let st = lab.daemon_stats();
+    assert_eq!(st.shards.len(), 1, "{st:?}");
+    assert_eq!(st.backend, "xdp (copy mode, 2 AF_XDP sockets)");
+    assert!(lab.lvsd_log().contains("XDP backend: 1 shard(s)"));
+    let body = curl(&lab, lab.ns("client"), "http://198.19.0.100/").expect("served");
+    assert_eq!(body.trim(), "rs1");
+    drop(lab);
+
+    let lab = Lab::nat_multiqueue("xdpq4", 1, 4).expect("lab");
+    lab.spawn_testsrv(1, Some(8080), None).expect("real server");
+    lab.start_lvsd(&two).expect("lvsd");
+    let st = lab.daemon_stats();
+    assert_eq!(st.shards.len(), 2, "{st:?}");
+    assert_eq!(st.backend, "xdp (copy mode, 8 AF_XDP sockets)");
+    for _ in 0..20 {
+        let body = curl(&lab, lab.ns("client"), "http://198.19.0.100/").expect("served");
+        assert_eq!(body.trim(), "rs1");
+    }
+    let st = lab.daemon_stats();
+    assert_eq!(st.drops("no_conn") + st.drops("handoff_full"), 0, "{st:?}");
+    let rx: u64 = st.shards.iter().map(|s| s.rx_xdp_frames).sum();
+    assert!(rx >= 20 * 5, "{st:?}");
+}
+
 /// A flood of malformed frames: every one counted as a drop, lvsd keeps
 /// running and forwarding.
 #[test]

@@ -388,8 +388,10 @@ veth() {
     else
         b_mac=$(peer_mac_of "$a_addr")
     fi
-    ipn "$a_ns" link add "$a_if" address "$(mac_of "$a_addr")" type veth \
-        peer name "$b_if" address "$b_mac" netns "$(ns "$b_ns")"
+    # Two queues at each end, as a multi-queue NIC has: lvsd's XDP backend
+    # runs a shard per queue (on a machine with two CPUs or more).
+    ipn "$a_ns" link add "$a_if" numtxqueues 2 numrxqueues 2 address "$(mac_of "$a_addr")" type veth \
+        peer name "$b_if" numtxqueues 2 numrxqueues 2 address "$b_mac" netns "$(ns "$b_ns")"
     local end role ifname addr
     for end in "$a_ns $a_if $a_addr" "$b_ns $b_if $b_addr"; do
         read -r role ifname addr <<<"$end"
