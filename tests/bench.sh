@@ -448,8 +448,8 @@ wrk_run() {
 # tcp_cps RUN PEER: connections/s with wrk; also the CPU per connection of
 # the whole path (wrk, the real servers, the director's process, ksoftirqd)
 # and of the director's process alone.
-tcp_cps() {
-    local run=$1 peer=$2 r k0 k1 d0=0 d1=0 w0 w1
+tcp_cps() { # tcp_cps RUN PEER [LABEL_PREFIX]
+    local run=$1 peer=$2 pre=${3:-} r k0 k1 d0=0 d1=0 w0 w1
     k0=$(ticks "${HTTPD_PIDS[@]}" $DIRECTOR_PID); [[ -z $DIRECTOR_PID ]] || d0=$(proc_ticks "$DIRECTOR_PID")
     w0=$(children_cpu)
     r=$(wrk_run "$peer" "$DUR" 60 "$TMP/wrk")
@@ -457,8 +457,12 @@ tcp_cps() {
     k1=$(ticks "${HTTPD_PIDS[@]}" $DIRECTOR_PID); [[ -z $DIRECTOR_PID ]] || d1=$(proc_ticks "$DIRECTOR_PID")
     set -- $r
     local conns=$(($1 * DUR))
-    record "$run" "$peer" tcp_cps "$1"
-    record "$run" "$peer" tcp_errors "$2"
+    record "$run" "$peer" "${pre}tcp_cps" "$1"
+    record "$run" "$peer" "${pre}tcp_errors" "$2"
+    if [[ -n $pre ]]; then
+        log "  $peer ${pre}tcp_cps: $1 conn/s, $2 errors (load $(load1))"
+        return
+    fi
     record "$run" "$peer" tcp_path_cpu_us_per_conn \
         "$(awk -v k=$((k1 - k0)) -v w0="$w0" -v w1="$w1" -v n="$conns" -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.1f", (k / hz + w1 - w0) * 1e6 / n; else print "nan" }')"
     [[ -z $DIRECTOR_PID ]] || record "$run" "$peer" tcp_proc_cpu_us_per_conn \
@@ -466,15 +470,15 @@ tcp_cps() {
     log "  $peer tcp_cps: $1 conn/s, $2 errors (load $(load1))"
 }
 LAT_RATE=500
-latency() {
-    local run=$1 peer=$2 n out
+latency() { # latency RUN PEER [LABEL_PREFIX]
+    local run=$1 peer=$2 pre=${3:-} n out
     n=$((LAT_RATE * (DUR > 3 ? 3 : DUR)))
     out=$(nsx client "$BT" lat "$(target_addr "$peer")" "$(target_port "$peer" 80)" $LAT_RATE $n $((DUR + 5)))
     set -- $out # ok N err E p50_us A p90_us B p99_us C max_us D
-    record "$run" "$peer" p50_ms "$(awk -v u="$6" 'BEGIN { printf "%.3f", u / 1000 }')"
-    record "$run" "$peer" p99_ms "$(awk -v u="${10}" 'BEGIN { printf "%.3f", u / 1000 }')"
-    record "$run" "$peer" lat_errors "$4"
-    log "  $peer latency at $LAT_RATE conn/s: $out"
+    record "$run" "$peer" "${pre}p50_ms" "$(awk -v u="$6" 'BEGIN { printf "%.3f", u / 1000 }')"
+    record "$run" "$peer" "${pre}p99_ms" "$(awk -v u="${10}" 'BEGIN { printf "%.3f", u / 1000 }')"
+    record "$run" "$peer" "${pre}lat_errors" "$4"
+    log "  $peer ${pre}latency at $LAT_RATE conn/s: $out"
 }
 bulk() {
     local run=$1 peer=$2 gbps
@@ -502,7 +506,8 @@ for ((run = 1; run <= RUNS; run++)); do
 done
 
 if ((EXTRAS)) && [[ " $PEERS " == *" lvsd "* ]]; then
-    # Shard scaling: lvsd with 1 and 2 shards, on XDP and on packet sockets.
+    # Shard scaling: lvsd with 1 and 2 shards, on XDP and on packet sockets
+    # (UDP, and connections/s and latency, which the shard count moves too).
     for ((run = 1; run <= RUNS; run++)); do
         for backend in xdp packet; do
             for shards in 1 2; do
@@ -510,6 +515,8 @@ if ((EXTRAS)) && [[ " $PEERS " == *" lvsd "* ]]; then
                 peer_up lvsd "$backend:$shards"
                 udp_pps "$run" lvsd "udp_pps_${backend}_shards${shards}_1gen" 1
                 udp_pps "$run" lvsd "udp_pps_${backend}_shards${shards}_2gen" 2
+                tcp_cps "$run" lvsd "${backend}_shards${shards}_"
+                latency "$run" lvsd "${backend}_shards${shards}_"
                 peer_down lvsd
             done
         done

@@ -387,11 +387,13 @@ fn changes_under_load_break_no_connection() {
     if !Lab::skip_unless_root() {
         return;
     }
-    let lab = Lab::nat("churn", 3).expect("lab");
+    // Two XDP shards on two-queue veths: the changes meet frames handed
+    // between shards as well.
+    let lab = Lab::nat_multiqueue("churn", 3, 2).expect("lab");
     for i in 1..=3 {
         lab.spawn_testsrv(i, Some(8080), None).expect("real server");
     }
-    lab.start_lvsd(&nat_config("xdp", 1, "wlc", &[1, 1]))
+    lab.start_lvsd(&nat_config("xdp", 2, "wlc", &[1, 1]))
         .expect("lvsd");
     wait_resolved(&lab, 2);
     lab.lvsadm_ok(&["-Z"]);
@@ -496,7 +498,11 @@ fn changes_under_load_break_no_connection() {
     let rs3 = stats_line(&out, "  -> 198.18.1.13:8080");
     assert!(rs3[0] > 0, "the added server took new connections: {out}");
     let st = lab.daemon_stats();
+    assert_eq!(st.shards.len(), 2, "{st:?}");
     assert_eq!(st.drops("no_conn"), 0, "{st:?}");
+    assert_eq!(st.drops("handoff_full"), 0, "{st:?}");
+    let handed: u64 = st.shards.iter().map(|s| s.handed_off).sum();
+    assert!(handed > 0, "{st:?}");
 }
 
 /// A client on the VIP's own link ARPs for the VIP; lvsd answers for it (the

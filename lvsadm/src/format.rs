@@ -423,6 +423,10 @@ pub fn daemon_stats(stats: &DaemonStats) -> String {
             stats.shards.iter().map(|s| s.handed_off).collect(),
         ),
         (
+            "handoff_queued".into(),
+            stats.shards.iter().map(|s| s.handoff_queued).collect(),
+        ),
+        (
             "tx_frames".into(),
             stats.shards.iter().map(|s| s.tx_frames).collect(),
         ),
@@ -1095,6 +1099,7 @@ TCP  192.168.0.100:80                   12     3456     3300  123456K    2000M
             rx_bytes: rx * 100,
             rx_xdp_frames: rx / 2,
             handed_off: rx / 4,
+            handoff_queued: rx / 8,
             tx_frames: rx - 1,
             tx_bytes: 0,
             passed: 1,
@@ -1119,6 +1124,7 @@ rx_frames              10    12345    12355
 rx_bytes             1000  1234500  1235500
 rx_xdp_frames           5     6172     6177
 handed_off              2     3086     3088
+handoff_queued          1     1543     1544
 tx_frames               9    12344    12353
 tx_bytes                0        0        0
 passed                  1        1        2

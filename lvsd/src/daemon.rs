@@ -11,11 +11,11 @@
 use crate::admin::server::{self, Access};
 use crate::admin::{Control, ShardHandle};
 use crate::config::{self, Backend, Config, ConfigError};
-use crate::dataplane::{NeighTable, ShardCounters};
+use crate::dataplane::NeighTable;
 use crate::io::ifaces::{self, IfaceError};
 use crate::io::kernel::{KernelError, KernelFilter};
 use crate::io::neigh::{self, NeighCounters};
-use crate::io::shard::{self, ShardParams};
+use crate::io::shard::{self, Peer, ShardParams};
 use crate::io::sys;
 use crate::rules::Model;
 use arc_swap::ArcSwap;
@@ -232,11 +232,15 @@ fn start_and_wait(
         stop,
         handles: Vec::new(),
     };
+    // Every shard's connection table and counters, visible to all shards
+    // (see shard::Peer).
+    let peers: Arc<[Peer]> = (0..sockets.len())
+        .map(|_| Peer::new(d.conn_limit, 0))
+        .collect();
     for (id, socket) in sockets.into_iter().enumerate() {
-        let counters = Arc::new(ShardCounters::default());
         let (req_tx, req_rx) = mpsc::channel();
         lock(control).add_shard(ShardHandle {
-            counters: counters.clone(),
+            counters: peers[id].counters.clone(),
             requests: req_tx,
         });
         let params = ShardParams {
@@ -245,11 +249,10 @@ fn start_and_wait(
             ifaces: ifaces.clone(),
             rules: rules.clone(),
             neigh: neigh_table.clone(),
-            counters,
+            peers: peers.clone(),
             stop: stop.clone(),
             requests: req_rx,
             epoch,
-            conn_capacity: d.conn_limit,
             buffers: d.buffers,
             buffer_size: d.buffer_size,
             fanout_owner: d.shards > 1 && id == 0,

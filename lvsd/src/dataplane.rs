@@ -142,8 +142,11 @@ pub struct ShardCounters {
     /// from the kernel.
     pub xdp_ring_full: AtomicU64,
     pub xdp_fill_empty: AtomicU64,
-    /// Of `rx_frames`, those handed to the shard that owns their connection.
+    /// Of `rx_frames`, those whose connection another shard owns (run
+    /// against its table here while it slept, or queued to it).
     pub handed_off: AtomicU64,
+    /// Of `handed_off`, those queued on a lane because the owner was busy.
+    pub handoff_queued: AtomicU64,
     pub tx_frames: AtomicU64,
     pub tx_bytes: AtomicU64,
     pub passed: AtomicU64,

@@ -153,13 +153,16 @@ def table(d, samples, args):
         lines.append("Shard scaling, lvsd UDP packets/s by backend and number of shards (the lvsd column above is lvsd's defaults: "
                      "XDP, one shard per veth queue):")
         lines.append("")
-        lines.append("| backend | shards | 1 generator thread | 2 generator threads | path CPU ns/packet (1 gen) | path CPU ns/packet (2 gen) |")
-        lines.append("|---|---|---|---|---|---|")
+        lines.append("| backend | shards | UDP, 1 generator thread | UDP, 2 generator threads | path CPU ns/packet (1 gen) | path CPU ns/packet (2 gen) | TCP conn/s | p50 / p99 ms |")
+        lines.append("|---|---|---|---|---|---|---|---|")
         for be in ("xdp", "packet"):
             for sh in ("1", "2"):
                 k = "udp_pps_%s_shards%s_" % (be, sh)
-                lines.append("| %s | %s | %s | %s | %s | %s |" % (be, sh, cell(lv, k + "1gen"), cell(lv, k + "2gen"),
-                                                               cell(lv, k + "1gen_cpu_ns"), cell(lv, k + "2gen_cpu_ns")))
+                t = "%s_shards%s_" % (be, sh)
+                lat = "%s / %s" % (cell(lv, t + "p50_ms"), cell(lv, t + "p99_ms"))
+                lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (be, sh, cell(lv, k + "1gen"), cell(lv, k + "2gen"),
+                                                                         cell(lv, k + "1gen_cpu_ns"), cell(lv, k + "2gen_cpu_ns"),
+                                                                         cell(lv, t + "tcp_cps"), lat))
     if lv.get("swap_changes"):
         g = lambda k: fmt(lv[k]["median"], "x") if lv.get(k) else "n/a"
         lines.append("")

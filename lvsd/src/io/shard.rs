@@ -44,7 +44,7 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 /// Buffer group id of the shard's ring (one ring per io_uring).
@@ -70,6 +70,43 @@ pub enum ShardRequest {
     ListConns(Sender<Vec<ConnInfo>>),
 }
 
+/// A shard's connection table and counters, as every shard sees them.
+///
+/// The shard holds its table's lock while it works (one uncontended lock
+/// per pass). With several XDP shards, a shard that receives a frame whose
+/// connection another shard owns takes that shard's lock if it is free (the
+/// owner is asleep or between passes) and runs the frame against the
+/// owner's table itself; only when the owner is busy does the frame go
+/// through a hand-off lane. No lock is ever waited for while another is
+/// held, and a borrowed lock is held for one frame.
+pub struct Peer {
+    pub conns: Mutex<ConnTable>,
+    pub counters: Arc<ShardCounters>,
+}
+
+impl Peer {
+    pub fn new(conn_capacity: usize, now: u64) -> Peer {
+        Peer {
+            conns: Mutex::new(ConnTable::new(conn_capacity, now)),
+            counters: Arc::new(ShardCounters::default()),
+        }
+    }
+
+    /// The table, waiting for a shard that borrowed it (for one frame).
+    fn lock(&self) -> MutexGuard<'_, ConnTable> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The table, if no shard holds it now.
+    fn try_lock(&self) -> Option<MutexGuard<'_, ConnTable>> {
+        match self.conns.try_lock() {
+            Ok(g) => Some(g),
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+}
+
 /// Everything a shard thread needs.
 pub struct ShardParams {
     pub id: usize,
@@ -77,12 +114,12 @@ pub struct ShardParams {
     pub ifaces: Arc<ArcSwap<Interfaces>>,
     pub rules: Arc<ArcSwap<RuleTable>>,
     pub neigh: Arc<ArcSwap<NeighTable>>,
-    pub counters: Arc<ShardCounters>,
+    /// Every shard's table and counters; this shard's is `peers[id]`.
+    pub peers: Arc<[Peer]>,
     pub stop: Arc<AtomicBool>,
     pub requests: Receiver<ShardRequest>,
     /// The clock's origin, shared by every shard.
     pub epoch: Instant,
-    pub conn_capacity: usize,
     /// Number of receive buffers: a power of two, at most 32768.
     pub buffers: u16,
     /// Bytes per receive buffer.
@@ -241,7 +278,8 @@ pub fn run(p: ShardParams) -> io::Result<()> {
     };
 
     let now_ms = |epoch: Instant| u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let mut conns = ConnTable::new(p.conn_capacity, now_ms(p.epoch));
+    let peers = p.peers.clone();
+    let me = &peers[p.id];
     let mut recv_armed = false;
     let mut xsk = p.xsk;
     let mut xsk_armed = vec![false; xsk.as_ref().map_or(0, |x| x.sockets.len())];
@@ -254,7 +292,7 @@ pub fn run(p: ShardParams) -> io::Result<()> {
     let mut fanout_vips: Option<Vec<std::net::Ipv4Addr>> = None;
     let mut fanout_generation = 0u64;
     let ts = types::Timespec::from(IDLE_WAIT);
-    let c = &*p.counters;
+    let c = &*me.counters;
 
     while !p.stop.load(Ordering::Relaxed) {
         if !recv_armed {
@@ -321,6 +359,8 @@ pub fn run(p: ShardParams) -> io::Result<()> {
             fanout_generation = rules.generation;
             update_fanout(fd, &rules, &mut fanout_vips);
         }
+        // Held until this pass has no more use for it (before sending).
+        let mut conns = me.lock();
         conns.expire(now);
         if let Some(x) = xsk.as_ref().filter(|_| now >= xdp_stats_at) {
             // The kernel's counters, a system call per socket: now and then.
@@ -467,15 +507,16 @@ pub fn run(p: ShardParams) -> io::Result<()> {
             bufs.publish();
         }
         if let Some(x) = xsk.as_mut() {
-            let (frames, busy) = xsk_pass(x, handoff.as_mut(), &ctx, &mut conns, c, p.local_tun);
+            let (frames, busy) = xsk_pass(x, handoff.as_mut(), &peers, &ctx, conns, p.local_tun);
             xsk_busy = busy;
             if frames > 0 && !p.busy_poll.is_zero() {
                 xsk_last_work = Instant::now();
             }
+        } else {
+            c.conns.store(conns.len() as u64, Ordering::Relaxed);
         }
-        c.conns.store(conns.len() as u64, Ordering::Relaxed);
     }
-    conns.clear();
+    me.lock().clear();
     c.conns.store(0, Ordering::Relaxed);
     drop(ring);
     drop(bufs);
@@ -483,23 +524,25 @@ pub fn run(p: ShardParams) -> io::Result<()> {
 }
 
 /// One pass over the AF_XDP sockets: take back sent frames, run every
-/// received frame through the data path (or hand it to the shard that owns
-/// its connection), then the frames other shards handed over, refill, send.
-/// Returns the frames received, and whether a socket or lane had more than
-/// one batch.
+/// received frame through the data path (a frame whose connection another
+/// shard owns: against that shard's table if it is free, else through the
+/// lane to it), then the frames other shards handed over; let go of the
+/// table (`conns`, this shard's, locked); refill, send. Returns the frames
+/// received, and whether a socket or lane had more than one batch.
 fn xsk_pass(
     x: &mut XskSet,
     mut handoff: Option<&mut Handoff>,
+    peers: &[Peer],
     ctx: &Ctx,
-    conns: &mut ConnTable,
-    c: &ShardCounters,
+    mut conns: MutexGuard<'_, ConnTable>,
     local_tun: Option<std::os::fd::RawFd>,
 ) -> (u32, bool) {
+    let c = &*peers[ctx.shard].counters;
     x.reclaim();
     let mut busy = false;
     let mut total = 0;
     let mut rx_bytes = 0u64;
-    let mut handed = 0u64;
+    let (mut handed, mut queued) = (0u64, 0u64);
     for i in 0..x.sockets.len() {
         let slot = x.sockets[i].slot;
         let n = x.receive(i, XSK_BATCH, |buf, off, len| {
@@ -508,15 +551,26 @@ fn xsk_pass(
                 let packet = &buf[off..off + len];
                 let to = handoff::owner(packet, &ctx.rules.vips, h.shards);
                 if to != h.id {
+                    handed += 1;
+                    let owner = &peers[to];
+                    if let Some(mut theirs) = owner.try_lock() {
+                        // The owner is not working: no copy, no wake-up.
+                        let a = handle(ctx, &mut theirs, c, local_tun, slot, buf, off, len);
+                        owner
+                            .counters
+                            .conns
+                            .store(theirs.len() as u64, Ordering::Relaxed);
+                        return a;
+                    }
                     if h.push(to, slot, packet) {
-                        handed += 1;
+                        queued += 1;
                     } else {
                         bump(&c.drops[DropReason::HandoffFull as usize], 1);
                     }
                     return Action::Recycle;
                 }
             }
-            handle(ctx, conns, c, local_tun, slot, buf, off, len)
+            handle(ctx, &mut conns, c, local_tun, slot, buf, off, len)
         });
         busy |= n == XSK_BATCH;
         total += n;
@@ -528,10 +582,11 @@ fn xsk_pass(
     bump(&c.rx_bytes, rx_bytes);
     if let Some(h) = handoff {
         bump(&c.handed_off, handed);
+        bump(&c.handoff_queued, queued);
         h.flush();
         let (_, more) = h.drain(XSK_BATCH, |slot, packet| {
             let taken = x.inject(packet, |buf, off, len| {
-                handle(ctx, conns, c, local_tun, slot, buf, off, len)
+                handle(ctx, &mut conns, c, local_tun, slot, buf, off, len)
             });
             if !taken {
                 bump(&c.drops[DropReason::HandoffFull as usize], 1);
@@ -539,6 +594,10 @@ fn xsk_pass(
         });
         busy |= more;
     }
+    c.conns.store(conns.len() as u64, Ordering::Relaxed);
+    // Sending runs the receivers' stacks on veth: other shards may use the
+    // table meanwhile.
+    drop(conns);
     for i in 0..x.sockets.len() {
         x.refill(i);
     }
