@@ -418,7 +418,7 @@ udp_pps() {
     [[ -z $DIRECTOR_PID ]] || record "$run" "$peer" "${label}_proc_cpu_ns" "$dcpu"
     log "  $peer $label: $pps pkt/s delivered ($(sed -n 's/sent \([0-9]*\) seconds \([0-9.]*\)/\1 sent in \2 s/p' "$TMP/blast.log")), path CPU $cpu ns/pkt (load $(load1))"
     if [[ $peer == lvsd ]]; then # where lvsd lost what it did not deliver (since start)
-        log "    lvsd: $(lvsadm --status | awk '$1 == "drop" && $NF > 0 { printf "%s %s, ", $2, $NF } $1 == "handed_off" { printf "handed_off %s, ", $NF }')"
+        log "    lvsd: $(lvsadm --status | awk '$1 == "drop" && $NF > 0 { printf "%s %s, ", $2, $NF } $1 ~ /^hand/ { printf "%s %s, ", $1, $NF }')"
     fi
 }
 # wrk_run PEER SECONDS CONNS LOG: wrk with Connection: close against the
