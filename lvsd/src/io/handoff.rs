@@ -71,7 +71,10 @@ pub struct Producer {
 /// The reading end of a lane.
 pub struct Consumer {
     lane: Arc<Lane>,
-    head: u32,
+    /// Next slot to read.
+    read: u32,
+    /// Slots below `read` not yet given back (see [`Consumer::release`]).
+    unreleased: bool,
 }
 
 /// A lane of `slots` slots (a power of two).
@@ -98,7 +101,11 @@ fn lane(slots: u32) -> (Producer, Consumer) {
             head: 0,
             unpublished: false,
         },
-        Consumer { lane, head: 0 },
+        Consumer {
+            lane,
+            read: 0,
+            unreleased: false,
+        },
     )
 }
 
@@ -130,6 +137,12 @@ impl Producer {
         true
     }
 
+    /// Whether every frame pushed has been read and released by the
+    /// consumer (so it has also sent them).
+    fn idle(&self) -> bool {
+        !self.unpublished && self.lane.head.0.load(Ordering::Acquire) == self.tail
+    }
+
     /// Makes every pushed frame visible to the consumer; true if there were
     /// any.
     fn publish(&mut self) -> bool {
@@ -143,30 +156,40 @@ impl Producer {
 }
 
 impl Consumer {
+    /// Whether frames wait to be read.
     fn pending(&self) -> bool {
-        self.lane.tail.0.load(Ordering::Acquire) != self.head
+        self.lane.tail.0.load(Ordering::Acquire) != self.read
     }
 
-    /// Runs `f` on up to `max` frames (interface slot, bytes), oldest first,
-    /// then frees their slots. Returns how many there were.
+    /// Runs `f` on up to `max` frames (interface slot, bytes), oldest first.
+    /// Their slots stay taken until [`Consumer::release`]. Returns how many
+    /// there were.
     fn drain(&mut self, max: u32, mut f: impl FnMut(u16, &[u8])) -> u32 {
         let tail = self.lane.tail.0.load(Ordering::Acquire);
-        let n = tail.wrapping_sub(self.head).min(max);
+        let n = tail.wrapping_sub(self.read).min(max);
         for k in 0..n {
-            let cell = &self.lane.slots[(self.head.wrapping_add(k) & self.lane.mask) as usize];
+            let cell = &self.lane.slots[(self.read.wrapping_add(k) & self.lane.mask) as usize];
             // SAFETY: the slot is below the published tail and at or past
-            // the head: the producer wrote it before its Release store of
-            // the tail, which the Acquire load above saw, and will not touch
-            // it until the head moves past it.
+            // the published head: the producer wrote it before its Release
+            // store of the tail, which the Acquire load above saw, and will
+            // not touch it until the head moves past it.
             let slot = unsafe { &*cell.get() };
             let len = usize::from(slot.len).min(SLOT_DATA);
             f(slot.iface, &slot.data[..len]);
         }
         if n > 0 {
-            self.head = self.head.wrapping_add(n);
-            self.lane.head.0.store(self.head, Ordering::Release);
+            self.read = self.read.wrapping_add(n);
+            self.unreleased = true;
         }
         n
+    }
+
+    /// Gives back the slots of every frame read so far.
+    fn release(&mut self) {
+        if self.unreleased {
+            self.unreleased = false;
+            self.lane.head.0.store(self.read, Ordering::Release);
+        }
     }
 }
 
@@ -262,6 +285,13 @@ impl Handoff {
         }
     }
 
+    /// Whether everything this shard queued to shard `to` has been taken
+    /// and sent: only then may this shard run `to`'s frames itself without
+    /// overtaking frames of the same flow still in the lane.
+    pub fn lane_idle(&self, to: usize) -> bool {
+        matches!(self.out.get(to), Some(Some(p)) if p.idle())
+    }
+
     /// Publishes what was pushed and wakes the shards that got frames.
     pub fn flush(&mut self) {
         let mut woken = false;
@@ -279,7 +309,8 @@ impl Handoff {
     }
 
     /// Runs `f` on up to `max` frames from each other shard; returns how
-    /// many there were and whether any lane has more.
+    /// many there were and whether any lane has more. Call
+    /// [`Handoff::release`] once they are sent.
     pub fn drain(&mut self, max: u32, mut f: impl FnMut(u16, &[u8])) -> (u32, bool) {
         let mut total = 0;
         let mut more = false;
@@ -289,6 +320,13 @@ impl Handoff {
             more |= n == max && c.pending();
         }
         (total, more)
+    }
+
+    /// Tells the other shards that the frames drained so far are sent.
+    pub fn release(&mut self) {
+        for c in &mut self.inbox {
+            c.release();
+        }
     }
 
     /// Marks this shard as about to block. False (and not marked) when
@@ -366,6 +404,10 @@ mod tests {
         assert_eq!(c.drain(3, |iface, b| seen.push((iface, b.to_vec()))), 3);
         assert_eq!(seen[0], (0, vec![0; 10]));
         assert_eq!(seen[2], (2, vec![2; 10]));
+        // Read, but not released: the slots are still taken.
+        assert!(!p.push(7, &[0; 3]));
+        assert!(!p.idle());
+        c.release();
         // Three slots are free again.
         for i in 0..3u8 {
             assert!(p.push(7, &[i + 10; 3]));
@@ -377,6 +419,9 @@ mod tests {
         assert_eq!(seen[0], (3, vec![3; 10]));
         assert_eq!(seen[3], (7, vec![12; 3]));
         assert!(!c.pending());
+        assert!(!p.idle(), "read but not released");
+        c.release();
+        assert!(p.idle());
     }
 
     #[test]
@@ -409,6 +454,7 @@ mod tests {
                 assert_eq!(b, next.to_le_bytes());
                 next += 1;
             });
+            c.release();
             spins += 1;
         }
         t.join().unwrap();
@@ -435,6 +481,9 @@ mod tests {
             assert_eq!((iface, bytes), (0, &[1u8, 2, 3][..]));
         });
         assert_eq!((n, more), (1, false));
+        assert!(!a.lane_idle(1), "drained, not yet released");
+        b.release();
+        assert!(a.lane_idle(1));
         // Awake shards get no write.
         b.awake();
         assert!(a.push(1, 0, &[4]));

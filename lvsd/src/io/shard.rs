@@ -553,7 +553,15 @@ fn xsk_pass(
                 if to != h.id {
                     handed += 1;
                     let owner = &peers[to];
-                    if let Some(mut theirs) = owner.try_lock() {
+                    // Only with nothing of ours still in the lane to the
+                    // owner: a frame run here must not overtake an earlier
+                    // one of its flow queued there.
+                    let theirs = if h.lane_idle(to) {
+                        owner.try_lock()
+                    } else {
+                        None
+                    };
+                    if let Some(mut theirs) = theirs {
                         // The owner is not working: no copy, no wake-up.
                         let a = handle(ctx, &mut theirs, c, local_tun, slot, buf, off, len);
                         owner
@@ -580,7 +588,7 @@ fn xsk_pass(
     bump(&c.rx_frames, u64::from(total));
     bump(&c.rx_xdp_frames, u64::from(total));
     bump(&c.rx_bytes, rx_bytes);
-    if let Some(h) = handoff {
+    if let Some(h) = handoff.as_deref_mut() {
         bump(&c.handed_off, handed);
         bump(&c.handoff_queued, queued);
         h.flush();
@@ -602,6 +610,11 @@ fn xsk_pass(
         x.refill(i);
     }
     x.flush();
+    if let Some(h) = handoff {
+        // The lanes' frames are sent: their senders may run their shard's
+        // frames themselves again.
+        h.release();
+    }
     let (frames, bytes, failed) = x.take_stats();
     bump(&c.tx_frames, frames);
     bump(&c.tx_bytes, bytes);
