@@ -324,8 +324,9 @@ pub fn run(p: ShardParams) -> io::Result<()> {
         }
         // With AF_XDP frames still waiting, or within the busy-poll time
         // after the last ones, look again without sleeping (and without a
-        // system call when there is nothing to submit). A shard about to
-        // sleep tells the others, unless they have left it frames already.
+        // system call when there is nothing to submit and no completion
+        // work queued). A shard about to sleep tells the others, unless
+        // they have left it frames already.
         let mut spin = xsk.is_some()
             && (xsk_busy || (!p.busy_poll.is_zero() && xsk_last_work.elapsed() < p.busy_poll));
         if let Some(h) = handoff.as_ref().filter(|_| !spin) {
@@ -591,12 +592,18 @@ fn xsk_pass(
     if let Some(h) = handoff.as_deref_mut() {
         bump(&c.handed_off, handed);
         bump(&c.handoff_queued, queued);
+        // Send what this pass ran (for other shards too) before publishing
+        // what it queued: a frame queued after one of its flow was run here
+        // must not reach the wire first.
+        x.flush();
         h.flush();
         let (_, more) = h.drain(XSK_BATCH, |slot, packet| {
             let taken = x.inject(packet, |buf, off, len| {
                 handle(ctx, &mut conns, c, local_tun, slot, buf, off, len)
             });
             if !taken {
+                // No free frame: dropped rather than left in the lane, which
+                // would hold up the sender's frames behind it.
                 bump(&c.drops[DropReason::HandoffFull as usize], 1);
             }
         });
