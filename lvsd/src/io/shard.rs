@@ -18,7 +18,10 @@
 //! the frame's headroom), queues it on the outgoing interface's socket,
 //! refills the fill rings and makes one `sendto` per socket with frames to
 //! send. While a socket has more than one batch waiting (or within
-//! `busy_poll` of the last frame) the loop does not sleep.
+//! `busy_poll` of the last frame) the loop does not sleep. With several XDP
+//! shards, a frame whose connection another shard owns is run against that
+//! shard's table while it is idle, or queued to it ([`Peer`],
+//! [`super::handoff`]).
 //!
 //! Ownership of buffers (the safety argument for every raw access here):
 //! a buffer belongs to the kernel from the moment its id is published in the
