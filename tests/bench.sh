@@ -468,6 +468,9 @@ tcp_cps() { # tcp_cps RUN PEER [LABEL_PREFIX]
     [[ -z $DIRECTOR_PID ]] || record "$run" "$peer" tcp_proc_cpu_us_per_conn \
         "$(awk -v k=$((d1 - d0)) -v n="$conns" -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.1f", k / hz * 1e6 / n; else print "nan" }')"
     log "  $peer tcp_cps: $1 conn/s, $2 errors (load $(load1))"
+    if [[ $peer == lvsd ]]; then
+        log "    lvsd: $(lvsadm --status | awk '$1 == "drop" && $NF > 0 { printf "%s %s, ", $2, $NF } $1 ~ /^hand/ { printf "%s %s, ", $1, $NF }')"
+    fi
 }
 LAT_RATE=500
 latency() { # latency RUN PEER [LABEL_PREFIX]
