@@ -191,7 +191,7 @@ QUEUES=$(nproc); ((QUEUES <= 8)) || QUEUES=8
 veth() { # veth NS_A IF_A ADDR_A NS_B IF_B [ADDR_B]
     local mac_b
     if [[ -n ${6:-} ]]; then mac_b=$(mac_of "$6"); else mac_b=$(peer_mac_of "$3"); fi
-    local q="numtxqueues $QUEUES numrxqueues $QUEUES"
+    local q="numtxqueues ${VETH_QUEUES:-$QUEUES} numrxqueues ${VETH_QUEUES:-$QUEUES}"
     ip -n "$(ns "$1")" link add "$2" $q address "$(mac_of "$3")" type veth peer name "$5" $q address "$mac_b" netns "$(ns "$4")"
     offloads_off "$1" "$2"
     offloads_off "$4" "$5"
@@ -204,7 +204,11 @@ veth() { # veth NS_A IF_A ADDR_A NS_B IF_B [ADDR_B]
 }
 veth client eth0 $CLIENT director ext0 $DIR_EXT
 veth director int0 $DIR_INT lan dir0
-for ((i = 1; i <= NRS; i++)); do veth "rs$i" eth0 "${RS[i - 1]}" lan "rs$i"; done
+# The real servers' links keep one queue: veth passes the queue a frame was
+# sent on along with it, and the bridge would then pick dir0's transmit
+# queue from that instead of from the flow's hash, putting most replies on
+# one queue of the director (no NIC's receive hashing does that).
+for ((i = 1; i <= NRS; i++)); do VETH_QUEUES=1 veth "rs$i" eth0 "${RS[i - 1]}" lan "rs$i"; done
 ip -n "$(ns lan)" link add br0 type bridge
 for port in dir0 $(for ((i = 1; i <= NRS; i++)); do echo "rs$i"; done); do
     ip -n "$(ns lan)" link set "$port" master br0 up

@@ -383,7 +383,15 @@ impl Lab {
                 b_addr.map_or_else(|| peer_mac_of(a_addr), mac_of),
             );
             let b_netns = self.ns(b_ns);
-            let q = format!("numtxqueues {queues} numrxqueues {queues}");
+            // Only the director's links get the queues: veth passes the
+            // queue a frame was sent on along with it, and the bridge then
+            // picks dir0's queue from that rather than from the flow's hash.
+            let n = if a_ns == "director" || b_ns == "director" {
+                queues
+            } else {
+                1
+            };
+            let q = format!("numtxqueues {n} numrxqueues {n}");
             let add = format!("link add {a_if} {q} address {a_mac} type veth");
             let peer = format!("peer name {b_if} {q} address {b_mac} netns {b_netns}");
             self.ip(a_ns, &format!("{add} {peer}"))?;
