@@ -316,6 +316,10 @@ EOF
 # The admin socket is a file: lvsadm needs no network namespace (and skips
 # the cost of `ip netns exec`).
 lvsadm() { "$LVSADM" --socket "$TMP/lvsd.sock" "$@"; }
+# Logs lvsd's non-zero drops and its hand-off counts (totals since start).
+log_lvsd_counts() {
+    log "    lvsd: $(lvsadm --status | awk '$1 == "drop" && $NF > 0 { printf "%s %s, ", $2, $NF } $1 ~ /^hand/ { printf "%s %s, ", $1, $NF }')"
+}
 peer_up() { # peer_up PEER [BACKEND:SHARDS]
     DIRECTOR_PID=
     case $1 in
@@ -422,7 +426,7 @@ udp_pps() {
     [[ -z $DIRECTOR_PID ]] || record "$run" "$peer" "${label}_proc_cpu_ns" "$dcpu"
     log "  $peer $label: $pps pkt/s delivered ($(sed -n 's/sent \([0-9]*\) seconds \([0-9.]*\)/\1 sent in \2 s/p' "$TMP/blast.log")), path CPU $cpu ns/pkt (load $(load1))"
     if [[ $peer == lvsd ]]; then # where lvsd lost what it did not deliver (since start)
-        log "    lvsd: $(lvsadm --status | awk '$1 == "drop" && $NF > 0 { printf "%s %s, ", $2, $NF } $1 ~ /^hand/ { printf "%s %s, ", $1, $NF }')"
+        log_lvsd_counts
     fi
 }
 # wrk_run PEER SECONDS CONNS LOG: wrk with Connection: close against the
@@ -473,7 +477,7 @@ tcp_cps() { # tcp_cps RUN PEER [LABEL_PREFIX]
         "$(awk -v k=$((d1 - d0)) -v n="$conns" -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.1f", k / hz * 1e6 / n; else print "nan" }')"
     log "  $peer tcp_cps: $1 conn/s, $2 errors (load $(load1))"
     if [[ $peer == lvsd ]]; then
-        log "    lvsd: $(lvsadm --status | awk '$1 == "drop" && $NF > 0 { printf "%s %s, ", $2, $NF } $1 ~ /^hand/ { printf "%s %s, ", $1, $NF }')"
+        log_lvsd_counts
     fi
 }
 LAT_RATE=500

@@ -331,7 +331,6 @@ fn two_shards_share_the_load_on(backend: &str, queues: u32) {
     let bodies = curl_many(&lab, "http://198.19.0.100/", 200);
     assert_eq!(bodies.len(), 200);
     let status = lab.lvsadm_ok(&["--status"]);
-    println!("{status}");
     let st = lab.daemon_stats();
     assert_eq!(st.shards.len(), 2, "{status}");
     assert!(st.backend.starts_with(backend), "{status}");

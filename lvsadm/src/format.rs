@@ -7,8 +7,8 @@
 //! ipvsadm's do.
 
 use lvsd_proto::{
-    ConnInfo, DaemonStats, DestInfo, ErrorKind, Method, Op, Protocol, ServiceInfo, Snapshot,
-    Timeouts,
+    ConnInfo, DaemonStats, DestInfo, ErrorKind, Method, Op, Protocol, ServiceInfo, ShardStats,
+    Snapshot, Timeouts,
 };
 use std::cmp::Ordering;
 use std::fmt::Write as _;
@@ -394,6 +394,9 @@ pub fn timeouts(t: &Timeouts) -> String {
     )
 }
 
+/// Reads one counter of a shard.
+type Counter = fn(&ShardStats) -> u64;
+
 /// `--status`: lvsd's per-shard counters, one row per counter and one
 /// column per shard plus a total, right-aligned.
 pub fn daemon_stats(stats: &DaemonStats) -> String {
@@ -405,44 +408,21 @@ pub fn daemon_stats(stats: &DaemonStats) -> String {
     reasons.sort_unstable();
     reasons.dedup();
 
-    let mut rows: Vec<(String, Vec<u64>)> = vec![
-        (
-            "rx_frames".into(),
-            stats.shards.iter().map(|s| s.rx_frames).collect(),
-        ),
-        (
-            "rx_bytes".into(),
-            stats.shards.iter().map(|s| s.rx_bytes).collect(),
-        ),
-        (
-            "rx_xdp_frames".into(),
-            stats.shards.iter().map(|s| s.rx_xdp_frames).collect(),
-        ),
-        (
-            "handed_off".into(),
-            stats.shards.iter().map(|s| s.handed_off).collect(),
-        ),
-        (
-            "handoff_queued".into(),
-            stats.shards.iter().map(|s| s.handoff_queued).collect(),
-        ),
-        (
-            "tx_frames".into(),
-            stats.shards.iter().map(|s| s.tx_frames).collect(),
-        ),
-        (
-            "tx_bytes".into(),
-            stats.shards.iter().map(|s| s.tx_bytes).collect(),
-        ),
-        (
-            "passed".into(),
-            stats.shards.iter().map(|s| s.passed).collect(),
-        ),
-        (
-            "conns".into(),
-            stats.shards.iter().map(|s| s.conns).collect(),
-        ),
+    let counters: [(&str, Counter); 9] = [
+        ("rx_frames", |s| s.rx_frames),
+        ("rx_bytes", |s| s.rx_bytes),
+        ("rx_xdp_frames", |s| s.rx_xdp_frames),
+        ("handed_off", |s| s.handed_off),
+        ("handoff_queued", |s| s.handoff_queued),
+        ("tx_frames", |s| s.tx_frames),
+        ("tx_bytes", |s| s.tx_bytes),
+        ("passed", |s| s.passed),
+        ("conns", |s| s.conns),
     ];
+    let mut rows: Vec<(String, Vec<u64>)> = counters
+        .iter()
+        .map(|(name, get)| (name.to_string(), stats.shards.iter().map(get).collect()))
+        .collect();
     for reason in reasons {
         let values = stats
             .shards
@@ -548,7 +528,7 @@ pub fn error_text(op: &Op, kind: ErrorKind, message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lvsd_proto::{DestSpec, Rates, ServiceKey, ServiceSpec, ShardStats, Stats};
+    use lvsd_proto::{DestSpec, Rates, ServiceKey, ServiceSpec, Stats};
     use std::collections::BTreeMap;
 
     /// Where the project keeps ipvsadm's reference outputs.

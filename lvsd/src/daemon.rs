@@ -213,16 +213,14 @@ fn start_and_wait(
 
     // With several XDP shards, the lanes that carry frames to the shard
     // that owns their connection.
-    let mut handoffs = if xsk.len() > 1 {
-        crate::io::handoff::mesh(xsk.len())
-            .map_err(io_err("shard hand-off lanes"))?
-            .into_iter()
-            .map(Some)
-            .collect()
+    let handoffs = if xsk.len() > 1 {
+        crate::io::handoff::mesh(xsk.len()).map_err(io_err("shard hand-off lanes"))?
     } else {
         Vec::new()
     };
-    let mut xsk: Vec<Option<crate::io::xsk::XskSet>> = xsk.into_iter().map(Some).collect();
+    // Shard i takes the i-th of each (none when the list is empty).
+    let mut xsk = xsk.into_iter();
+    let mut handoffs = handoffs.into_iter();
 
     let epoch = Instant::now();
     let (done_tx, done_rx) = mpsc::channel::<(usize, std::io::Result<()>)>();
@@ -257,8 +255,8 @@ fn start_and_wait(
             buffer_size: d.buffer_size,
             fanout_owner: d.shards > 1 && id == 0,
             local_tun: local_fd,
-            xsk: xsk.get_mut(id).and_then(Option::take),
-            handoff: handoffs.get_mut(id).and_then(Option::take),
+            xsk: xsk.next(),
+            handoff: handoffs.next(),
             busy_poll: Duration::from_micros(d.busy_poll_us),
         };
         let done = done_tx.clone();

@@ -66,6 +66,8 @@ pub struct Producer {
     head: u32,
     /// Pushed since the last publish.
     unpublished: bool,
+    /// Published since the consumer was last told (see [`Handoff::flush`]).
+    to_wake: bool,
 }
 
 /// The reading end of a lane.
@@ -100,6 +102,7 @@ fn lane(slots: u32) -> (Producer, Consumer) {
             tail: 0,
             head: 0,
             unpublished: false,
+            to_wake: false,
         },
         Consumer {
             lane,
@@ -150,6 +153,7 @@ impl Producer {
             return false;
         }
         self.unpublished = false;
+        self.to_wake = true;
         self.lane.tail.0.store(self.tail, Ordering::Release);
         true
     }
@@ -298,23 +302,17 @@ impl Handoff {
         // Every lane's tail first, then one fence, then the asleep marks:
         // a mark read before some lane's tail store could miss a sleeper
         // that had looked at that lane before the store.
-        let mut published = [false; 64];
         let mut any = false;
-        for (to, p) in self.out.iter_mut().enumerate() {
-            if let Some(p) = p {
-                let done = p.publish();
-                if let Some(flag) = published.get_mut(to) {
-                    *flag = done;
-                }
-                any |= done;
-            }
+        for p in self.out.iter_mut().flatten() {
+            any |= p.publish();
         }
         if !any {
             return;
         }
         fence(Ordering::SeqCst);
-        for (to, w) in self.wakers.iter().enumerate() {
-            if published.get(to).copied().unwrap_or(false) {
+        for (p, w) in self.out.iter_mut().zip(&self.wakers) {
+            if let Some(p) = p.as_mut().filter(|p| p.to_wake) {
+                p.to_wake = false;
                 w.wake();
             }
         }

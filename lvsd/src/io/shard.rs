@@ -281,7 +281,7 @@ pub fn run(p: ShardParams) -> io::Result<()> {
     };
 
     let now_ms = |epoch: Instant| u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let peers = p.peers.clone();
+    let peers = p.peers;
     let me = &peers[p.id];
     let mut recv_armed = false;
     let mut xsk = p.xsk;

@@ -178,6 +178,26 @@ fn setsockopt<T>(fd: RawFd, opt: libc::c_int, v: &T) -> io::Result<()> {
     }
 }
 
+/// The kernel structures [`getsockopt`] reads: plain data, all-zero valid.
+trait Plain {}
+impl Plain for libc::xdp_options {}
+impl Plain for libc::xdp_mmap_offsets {}
+impl Plain for libc::xdp_statistics {}
+
+fn getsockopt<T: Plain>(fd: RawFd, opt: libc::c_int) -> io::Result<T> {
+    // SAFETY: T is plain old data (Plain), for which all-zero is valid.
+    let mut v: T = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid for the kernel to write, `len` bytes.
+    let r =
+        unsafe { libc::getsockopt(fd, libc::SOL_XDP, opt, (&mut v as *mut T).cast(), &mut len) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(v)
+    }
+}
+
 /// The shard's UMEM and its sockets.
 pub struct XskSet {
     /// Declared (so dropped) before the UMEM they use.
@@ -238,19 +258,8 @@ impl XskSet {
             set.sockets.push(s);
         }
         set.zero_copy = set.sockets.iter().all(|s| {
-            let mut o = libc::xdp_options { flags: 0 };
-            let mut len = size_of::<libc::xdp_options>() as libc::socklen_t;
-            // SAFETY: `o` and `len` are valid for the kernel to write.
-            let r = unsafe {
-                libc::getsockopt(
-                    s.fd.as_raw_fd(),
-                    libc::SOL_XDP,
-                    libc::XDP_OPTIONS,
-                    (&mut o as *mut libc::xdp_options).cast(),
-                    &mut len,
-                )
-            };
-            r == 0 && o.flags & libc::XDP_OPTIONS_ZEROCOPY != 0
+            getsockopt::<libc::xdp_options>(s.raw_fd(), libc::XDP_OPTIONS)
+                .is_ok_and(|o| o.flags & libc::XDP_OPTIONS_ZEROCOPY != 0)
         });
         for i in 0..set.sockets.len() {
             set.refill(i);
@@ -291,22 +300,7 @@ impl XskSet {
         setsockopt(s, libc::XDP_UMEM_COMPLETION_RING, &ring)?;
         setsockopt(s, libc::XDP_RX_RING, &ring)?;
         setsockopt(s, libc::XDP_TX_RING, &ring)?;
-        // SAFETY: plain old data.
-        let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
-        let mut len = size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
-        // SAFETY: `off` and `len` are valid for the kernel to write.
-        let r = unsafe {
-            libc::getsockopt(
-                s,
-                libc::SOL_XDP,
-                libc::XDP_MMAP_OFFSETS,
-                (&mut off as *mut libc::xdp_mmap_offsets).cast(),
-                &mut len,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let off: libc::xdp_mmap_offsets = getsockopt(s, libc::XDP_MMAP_OFFSETS)?;
         let d = size_of::<libc::xdp_desc>();
         let rx = Ring::new(s, &off.rx, ring, d, libc::XDP_PGOFF_RX_RING as u64, false)?;
         let tx = Ring::new(s, &off.tx, ring, d, libc::XDP_PGOFF_TX_RING as u64, true)?;
@@ -460,20 +454,7 @@ impl XskSet {
     pub fn kernel_drops(&self) -> (u64, u64) {
         let mut sum = (0, 0);
         for s in &self.sockets {
-            // SAFETY: plain old data.
-            let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
-            let mut len = size_of::<libc::xdp_statistics>() as libc::socklen_t;
-            // SAFETY: `st` and `len` are valid for the kernel to write.
-            let r = unsafe {
-                libc::getsockopt(
-                    s.fd.as_raw_fd(),
-                    libc::SOL_XDP,
-                    libc::XDP_STATISTICS,
-                    (&mut st as *mut libc::xdp_statistics).cast(),
-                    &mut len,
-                )
-            };
-            if r == 0 {
+            if let Ok(st) = getsockopt::<libc::xdp_statistics>(s.raw_fd(), libc::XDP_STATISTICS) {
                 sum.0 += st.rx_dropped + st.rx_ring_full;
                 sum.1 += st.rx_fill_ring_empty_descs;
             }
