@@ -27,9 +27,11 @@
 //!   through expiry, which walks the wheel, so the wheel's lists are singly
 //!   linked.
 
+mod heads;
 pub mod state;
 
 use crate::rules::{DestState, FastMap, ServiceState};
+use heads::Heads;
 use lvsd_proto::{ConnInfo, Method, Protocol, Timeouts};
 use state::{next_tcp, Dir, Event, State};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -261,8 +263,8 @@ struct Table<A> {
     /// Head of the list of free entries (linked through `in_next`).
     free: u32,
     len: usize,
-    in_buckets: Vec<u32>,
-    out_buckets: Vec<u32>,
+    in_buckets: Heads,
+    out_buckets: Heads,
     mask: u64,
     wheel: Vec<u32>,
     /// The wheel has been processed up to (not including) this tick.
@@ -276,8 +278,8 @@ impl<A: Addr> Table<A> {
             entries: Vec::new(),
             free: NIL,
             len: 0,
-            in_buckets: vec![NIL; buckets],
-            out_buckets: vec![NIL; buckets],
+            in_buckets: Heads::new(buckets, NIL),
+            out_buckets: Heads::new(buckets, NIL),
             mask: buckets as u64 - 1,
             wheel: vec![NIL; WHEEL_SLOTS],
             wheel_tick: now / TICK_MS,
