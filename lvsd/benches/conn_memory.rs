@@ -15,7 +15,8 @@
 //! then looks every inbound key up in a scattered order. Sizes that would
 //! not fit in half of MemAvailable (estimated at 1 KiB per entry) are
 //! skipped with a note. Prints one line per size:
-//! `entries N rss_bytes_per_entry B insert_ns I lookup_ns L peak_rss_mib P`.
+//! `entries N rss_bytes_per_entry B insert_ns I lookup_ns L peak_rss_mib P
+//! huge_mib H` (H: anonymous memory on transparent huge pages).
 
 use lvsd::conn::{ConnTable, Key, NewConn};
 use lvsd::rules::{DestState, ServiceState, DEFAULT_TIMEOUTS};
@@ -97,10 +98,12 @@ fn run_one(n: u32) {
     let lookup_ns = start.elapsed().as_nanos() as f64 / f64::from(n);
     assert_eq!(found, u64::from(n), "every key is found");
     let peak = kb_field("/proc/self/status", "VmHWM:");
+    let huge = kb_field("/proc/self/smaps_rollup", "AnonHugePages:");
     println!(
-        "entries {n} rss_bytes_per_entry {:.0} insert_ns {insert_ns:.0} lookup_ns {lookup_ns:.0} peak_rss_mib {}",
+        "entries {n} rss_bytes_per_entry {:.0} insert_ns {insert_ns:.0} lookup_ns {lookup_ns:.0} peak_rss_mib {} huge_mib {}",
         (after.saturating_sub(before)) as f64 / f64::from(n),
-        peak >> 20
+        peak >> 20,
+        huge >> 20
     );
     black_box(&t);
 }

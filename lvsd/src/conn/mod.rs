@@ -6,12 +6,15 @@
 //! replies carry.
 //!
 //! Layout, sized in memory rather than in buckets: one [`Table`] per address
-//! family holds fixed-size entries in a vector (48 bytes for IPv4) and two
-//! bucket arrays of `u32` heads, one per key, sized to the table's capacity
-//! (rounded up to a power of two). Entries chain through `u32` links stored
-//! in the entries themselves, so an IPv4 connection costs 48 bytes plus two
-//! bucket slots: 56 bytes at a full table, about 61 when the capacity is not
-//! a power of two. Destinations are referred to by a `u32` index into a
+//! family holds fixed-size entries (48 bytes for IPv4) in a pool reserved
+//! for the capacity and resident as far as used (`heads::Pool`), and two
+//! bucket arrays of `u32` heads, one per key, mapped for the table's
+//! capacity (rounded up to a power of two) and used as far as the number of
+//! connections calls for (linear hashing, see [`Table`]; a page of the
+//! arrays becomes resident when first used). Entries chain through `u32`
+//! links stored in the entries themselves, so an IPv4 connection costs 48
+//! bytes plus two bucket slots per three entries or more: 56 to 59 bytes in
+//! a large table. Destinations are referred to by a `u32` index into a
 //! small per-shard registry instead of a pointer.
 //!
 //! Invariants:
@@ -31,7 +34,7 @@ mod heads;
 pub mod state;
 
 use crate::rules::{DestState, FastMap, ServiceState};
-use heads::Heads;
+use heads::{Heads, Pool};
 use lvsd_proto::{ConnInfo, Method, Protocol, Timeouts};
 use state::{next_tcp, Dir, Event, State};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -258,40 +261,128 @@ impl Registry {
 }
 
 /// The connections of one address family.
+///
+/// The bucket arrays grow with the table by linear hashing: `level_mask + 1`
+/// buckets plus the `split` first ones of the next size are in use, and
+/// whenever an insert leaves more than three entries for every four
+/// buckets, the bucket at `split` is split in two (its chains re-linked
+/// between it and bucket `split + level_mask + 1`), up to the capacity's
+/// buckets. So a packet's bucket read stays within the
+/// part of the arrays the table's size calls for, and cache-resident for a
+/// few thousand flows, without ever rehashing the whole table at once.
 struct Table<A> {
-    entries: Vec<Entry<A>>,
+    /// Entries ever used, live or free; room for the table's capacity.
+    entries: Pool<Entry<A>>,
     /// Head of the list of free entries (linked through `in_next`).
     free: u32,
     len: usize,
+    /// Chain heads by inbound and by outbound key; `slots` of each are
+    /// allocated, `used()` are in use (the rest unwritten).
     in_buckets: Heads,
     out_buckets: Heads,
-    mask: u64,
+    slots: usize,
+    /// Buckets of the current level, minus one (a power of two minus one).
+    level_mask: u64,
+    /// The buckets below this one have been split into the next level.
+    split: usize,
     wheel: Vec<u32>,
     /// The wheel has been processed up to (not including) this tick.
     wheel_tick: u64,
 }
 
+/// Buckets a table starts with (or fewer, for a smaller capacity).
+const FIRST_BUCKETS: usize = 1024;
+
 impl<A: Addr> Table<A> {
-    fn new(capacity: usize, now: u64) -> Self {
-        let buckets = capacity.clamp(16, 1 << 31).next_power_of_two();
+    /// A table for up to `capacity` entries, with buckets for `buckets`.
+    fn new(capacity: usize, buckets: usize, now: u64) -> Self {
+        let slots = buckets.clamp(16, 1 << 31).next_power_of_two();
+        let first = slots.min(FIRST_BUCKETS);
+        let mut in_buckets = Heads::zeroed(slots);
+        let mut out_buckets = Heads::zeroed(slots);
+        in_buckets[..first].fill(NIL);
+        out_buckets[..first].fill(NIL);
         Table {
-            entries: Vec::new(),
+            entries: Pool::with_capacity(capacity),
             free: NIL,
             len: 0,
-            in_buckets: Heads::new(buckets, NIL),
-            out_buckets: Heads::new(buckets, NIL),
-            mask: buckets as u64 - 1,
+            in_buckets,
+            out_buckets,
+            slots,
+            level_mask: first as u64 - 1,
+            split: 0,
             wheel: vec![NIL; WHEEL_SLOTS],
             wheel_tick: now / TICK_MS,
         }
     }
 
+    /// Buckets in use.
+    fn used(&self) -> usize {
+        usize::try_from(self.level_mask).unwrap_or(0) + 1 + self.split
+    }
+
+    /// The bucket a key's hash falls in.
+    fn bucket(&self, h: u64) -> usize {
+        let b = usize::try_from(h & self.level_mask).unwrap_or(0);
+        if b < self.split {
+            usize::try_from(h & (self.level_mask << 1 | 1)).unwrap_or(0)
+        } else {
+            b
+        }
+    }
+
+    fn in_hash(e: &Entry<A>) -> u64 {
+        hash(e.protocol, e.cip.mix(), e.cport, e.vip.mix(), e.vport)
+    }
+
+    fn out_hash(e: &Entry<A>) -> u64 {
+        hash(e.protocol, e.rip.mix(), e.rport, e.cip.mix(), e.cport)
+    }
+
+    /// Splits buckets until there are four for every three entries, or
+    /// no buckets are left.
+    fn grow(&mut self) {
+        while self.len * 4 > self.used() * 3 && self.used() < self.slots {
+            self.split_one();
+        }
+    }
+
+    /// Splits the bucket at `split`.
+    fn split_one(&mut self) {
+        let from = self.split;
+        let half = self.level_mask + 1;
+        let to = from + usize::try_from(half).unwrap_or(0);
+        let heads = [&mut self.in_buckets, &mut self.out_buckets];
+        for (k, head) in heads.into_iter().enumerate() {
+            let mut i = std::mem::replace(&mut head[from], NIL);
+            head[to] = NIL;
+            while i != NIL {
+                let e = &mut self.entries[i as usize];
+                let (h, link) = if k == 0 {
+                    (Self::in_hash(e), &mut e.in_next)
+                } else {
+                    (Self::out_hash(e), &mut e.out_next)
+                };
+                let next = *link;
+                let b = if h & half == 0 { from } else { to };
+                *link = head[b];
+                head[b] = i;
+                i = next;
+            }
+        }
+        self.split += 1;
+        if self.split as u64 == half {
+            self.level_mask = self.level_mask << 1 | 1;
+            self.split = 0;
+        }
+    }
+
     fn in_bucket(&self, p: u8, cip: A, cport: u16, vip: A, vport: u16) -> usize {
-        usize::try_from(hash(p, cip.mix(), cport, vip.mix(), vport) & self.mask).unwrap_or(0)
+        self.bucket(hash(p, cip.mix(), cport, vip.mix(), vport))
     }
 
     fn out_bucket(&self, p: u8, rip: A, rport: u16, cip: A, cport: u16) -> usize {
-        usize::try_from(hash(p, rip.mix(), rport, cip.mix(), cport) & self.mask).unwrap_or(0)
+        self.bucket(hash(p, rip.mix(), rport, cip.mix(), cport))
     }
 
     fn lookup_in(&self, p: u8, cip: A, cport: u16, vip: A, vport: u16) -> Option<u32> {
@@ -326,14 +417,23 @@ impl<A: Addr> Table<A> {
         None
     }
 
+    /// Whether `insert` will find a place.
+    fn has_room(&self) -> bool {
+        self.free != NIL || self.entries.len() < self.entries.capacity()
+    }
+
+    /// Files `e` and returns its index; the caller checks `has_room` first
+    /// (without room, NIL and nothing changes).
     fn insert(&mut self, mut e: Entry<A>) -> u32 {
         let i = if self.free != NIL {
             let i = self.free;
             self.free = self.entries[i as usize].in_next;
             i
         } else {
-            self.entries.push(e);
-            u32::try_from(self.entries.len() - 1).unwrap_or(NIL)
+            match self.entries.push(e) {
+                Ok(i) => u32::try_from(i).unwrap_or(NIL),
+                Err(_) => return NIL,
+            }
         };
         let b = self.in_bucket(e.protocol, e.cip, e.cport, e.vip, e.vport);
         e.in_next = self.in_buckets[b];
@@ -349,6 +449,7 @@ impl<A: Addr> Table<A> {
         self.entries[i as usize] = e;
         self.len += 1;
         self.file(i);
+        self.grow();
         i
     }
 
@@ -500,8 +601,8 @@ impl ConnTable {
     /// IPv6 connections share the capacity; their bucket arrays start small.
     pub fn new(capacity: usize, now: u64) -> Self {
         ConnTable {
-            v4: Table::new(capacity, now),
-            v6: Table::new((capacity / 16).max(16), now),
+            v4: Table::new(capacity, capacity, now),
+            v6: Table::new(capacity, (capacity / 16).max(16), now),
             registry: Registry::default(),
             capacity,
         }
@@ -600,7 +701,12 @@ impl ConnTable {
     /// binds a new connection to its destination. Only NAT connections get a
     /// reply key: no other method's replies come back through the director.
     pub fn insert(&mut self, c: NewConn, now: u64, t: &Timeouts) -> Result<ConnId, InsertError> {
-        if self.len() >= self.capacity {
+        let room = if c.client.is_ipv4() {
+            self.v4.has_room()
+        } else {
+            self.v6.has_room()
+        };
+        if self.len() >= self.capacity || !room {
             return Err(InsertError::Full);
         }
         let client_iface = u8::try_from(c.client_iface).map_err(|_| InsertError::Invalid)?;
@@ -964,15 +1070,101 @@ mod tests {
         }
     }
 
-    /// Keys that differ only in the client port spread over the buckets.
+    /// Keys that differ only in the client port spread over the buckets
+    /// (of a table grown to 65,536).
     #[test]
     fn ports_spread_over_buckets() {
-        let t: Table<u32> = Table::new(1 << 16, 0);
         let mut used = vec![0u32; 1 << 16];
         for port in 0..=u16::MAX {
-            used[t.in_bucket(6, 0xc612_0002, port, 0xc613_0064, 80)] += 1;
+            let h = hash(6, 0xc612_0002, port, 0xc613_0064, 80);
+            used[usize::try_from(h & 0xffff).unwrap()] += 1;
         }
         let longest = used.iter().max().copied().unwrap_or(0);
         assert!(longest <= 12, "a chain of {longest}");
+    }
+
+    /// The buckets grow one split at a time as connections arrive, up to
+    /// the capacity's, and every connection stays reachable by both keys
+    /// through the splits, expiry and reuse.
+    #[test]
+    fn buckets_grow_with_the_table() {
+        let d = Arc::new(DestState::new(1));
+        let mut t = ConnTable::new(60_000, 0);
+        assert_eq!(t.v4.used(), FIRST_BUCKETS);
+        let inb = |port: u16| Key {
+            protocol: Protocol::Tcp,
+            src: SocketAddr::from(([198, 18, 0, 2], port)),
+            dst: "198.19.0.100:80".parse().unwrap(),
+        };
+        let out = |port: u16| Key {
+            protocol: Protocol::Tcp,
+            src: "198.18.1.11:8080".parse().unwrap(),
+            dst: SocketAddr::from(([198, 18, 0, 2], port)),
+        };
+        let mut ids = vec![0; 60_001];
+        for p in 1..=60_000u16 {
+            ids[usize::from(p)] = t.insert(new_conn(&d, p), 0, &T).unwrap();
+            let want = (4 * usize::from(p))
+                .div_ceil(3)
+                .clamp(FIRST_BUCKETS, 1 << 16);
+            assert_eq!(t.v4.used(), want);
+        }
+        for p in 1..=60_000u16 {
+            assert_eq!(t.lookup_in(&inb(p)), Some(ids[usize::from(p)]), "port {p}");
+            assert_eq!(t.lookup_out(&out(p)), Some(ids[usize::from(p)]), "port {p}");
+        }
+        // Chains stay short: no bucket holds more than a handful.
+        let longest = (0..t.v4.used())
+            .map(|b| {
+                let mut n = 0;
+                let mut i = t.v4.in_buckets[b];
+                while i != NIL {
+                    n += 1;
+                    i = t.v4.entries[i as usize].in_next;
+                }
+                n
+            })
+            .max()
+            .unwrap_or(0);
+        assert!(longest <= 12, "a chain of {longest}");
+        // Half close and expire; the rest are still found, the freed
+        // entries come back, and the buckets never shrink.
+        for p in 1..=60_000u16 {
+            // Odd ports close (CLOSE: 10 s), even ones stay (SYN_RECV: 60 s).
+            let rst = p % 2 == 1;
+            t.touch(
+                ids[usize::from(p)],
+                Dir::Input,
+                flags(!rst, false, false, rst),
+                0,
+                &T,
+            );
+        }
+        assert_eq!(t.expire(11_000), 30_000);
+        for p in 1..=60_000u16 {
+            assert_eq!(t.lookup_in(&inb(p)).is_some(), p % 2 == 0, "port {p}");
+            assert_eq!(t.lookup_out(&out(p)).is_some(), p % 2 == 0, "port {p}");
+        }
+        for p in (1..=60_000u16).step_by(2) {
+            t.insert(new_conn(&d, p), 11_000, &T).unwrap();
+        }
+        assert_eq!(t.v4.used(), 1 << 16);
+        for p in 1..=60_000u16 {
+            assert!(t.lookup_in(&inb(p)).is_some(), "port {p}");
+            assert!(t.lookup_out(&out(p)).is_some(), "port {p}");
+        }
+    }
+
+    /// A table smaller than the first level starts at its capacity's size
+    /// and never splits past it.
+    #[test]
+    fn small_tables_keep_their_size() {
+        let d = Arc::new(DestState::new(1));
+        let mut t = ConnTable::new(100, 0);
+        assert_eq!(t.v4.used(), 128);
+        for p in 1..=100u16 {
+            t.insert(new_conn(&d, p), 0, &T).unwrap();
+        }
+        assert_eq!(t.v4.used(), 128);
     }
 }
