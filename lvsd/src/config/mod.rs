@@ -263,7 +263,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         None => 0o660,
     };
     let conn_limit = match d.conn_limit {
-        Some(c) if *c.get_ref() == 0 => return Err(at.err(c.span(), "conn_limit must be above 0")),
+        Some(c) if !(1..=crate::conn::MAX_CAPACITY).contains(c.get_ref()) => {
+            return Err(at.err(
+                c.span(),
+                format!("conn_limit must be from 1 to {}", crate::conn::MAX_CAPACITY),
+            ))
+        }
         Some(c) => c.into_inner(),
         None => 1 << 20,
     };
@@ -518,6 +523,17 @@ scheduler = "wrr"
 
         let (line, msg) = err_at("[daemon]\ninterfaces = [\"a\"]\nshards = 0\n");
         assert_eq!(line, 3, "{msg}");
+
+        let (line, msg) = err_at("[daemon]\ninterfaces = [\"a\"]\nconn_limit = 0\n");
+        assert_eq!(
+            (line, msg.as_str()),
+            (3, "conn_limit must be from 1 to 2147483648")
+        );
+        let (line, msg) = err_at("[daemon]\ninterfaces = [\"a\"]\nconn_limit = 4294967295\n");
+        assert_eq!(
+            (line, msg.as_str()),
+            (3, "conn_limit must be from 1 to 2147483648")
+        );
 
         let (line, msg) = err_at("[daemon]\ninterfaces = [\"a\"]\ncpus = []\n");
         assert_eq!(line, 3, "{msg}");

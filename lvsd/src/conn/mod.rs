@@ -596,10 +596,16 @@ fn proto_code(p: Protocol) -> u8 {
     p.number()
 }
 
+/// The most connections one table holds: entry indices are `u32`s below
+/// NIL, with room to spare (the configuration refuses more).
+pub const MAX_CAPACITY: usize = 1 << 31;
+
 impl ConnTable {
-    /// A table for at most `capacity` connections, starting at time `now`.
-    /// IPv6 connections share the capacity; their bucket arrays start small.
+    /// A table for at most `capacity` connections (at most
+    /// [`MAX_CAPACITY`]), starting at time `now`. IPv6 connections share the
+    /// capacity; their bucket arrays start small.
     pub fn new(capacity: usize, now: u64) -> Self {
+        let capacity = capacity.min(MAX_CAPACITY);
         ConnTable {
             v4: Table::new(capacity, capacity, now),
             v6: Table::new(capacity, (capacity / 16).max(16), now),
@@ -829,6 +835,9 @@ impl ConnTable {
         for (dest, flags) in gone {
             self.forget(dest, flags);
         }
+        // The wheel's lists ran through the entries just freed.
+        self.v4.wheel.fill(NIL);
+        self.v6.wheel.fill(NIL);
     }
 
     /// The entries as `ipvsadm -L -c` lists them.
@@ -1153,6 +1162,24 @@ mod tests {
             assert!(t.lookup_in(&inb(p)).is_some(), "port {p}");
             assert!(t.lookup_out(&out(p)).is_some(), "port {p}");
         }
+    }
+
+    /// A table cleared (at shutdown) and used again counts and expires
+    /// only what it holds: the wheel forgot the cleared entries.
+    #[test]
+    fn clear_leaves_a_table_that_works() {
+        let d = Arc::new(DestState::new(1));
+        let mut t = ConnTable::new(100, 0);
+        for p in 1..=50u16 {
+            t.insert(new_conn(&d, p), 0, &T).unwrap();
+        }
+        t.clear();
+        assert_eq!((t.len(), d.inactive.load(Relaxed)), (0, 0));
+        for p in 1..=20u16 {
+            t.insert(new_conn(&d, p), 1_000, &T).unwrap();
+        }
+        assert_eq!(t.expire(1_000_000), 20);
+        assert_eq!((t.len(), d.inactive.load(Relaxed)), (0, 0));
     }
 
     /// A table smaller than the first level starts at its capacity's size
