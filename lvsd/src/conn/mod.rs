@@ -267,9 +267,9 @@ impl Registry {
 /// whenever an insert leaves more than three entries for every four
 /// buckets, the bucket at `split` is split in two (its chains re-linked
 /// between it and bucket `split + level_mask + 1`), up to the capacity's
-/// buckets. So a packet's bucket read stays within the
-/// part of the arrays the table's size calls for, and cache-resident for a
-/// few thousand flows, without ever rehashing the whole table at once.
+/// buckets. So a packet's bucket read stays within the part of the arrays
+/// the table's size calls for (in the cache, for a few thousand flows),
+/// and the table is never rehashed all at once.
 struct Table<A> {
     /// Entries ever used, live or free; room for the table's capacity.
     entries: Pool<Entry<A>>,
