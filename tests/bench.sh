@@ -26,7 +26,7 @@
 # It builds ONE namespace topology (tests/support/mod.rs's NAT lab: client,
 # director, a bridge "lan", three real servers; offloads off, static FDB
 # entries), then measures every peer on it, one after the other, interleaved
-# run by run:
+# run by run, the order rotating from one run to the next:
 #   lvsd            the release build, started in the director namespace
 #   nft_dnat        the director's kernel: nftables DNAT with numgen inc
 #   haproxy         HAProxy in TCP mode in the director namespace (no UDP)
@@ -501,8 +501,12 @@ bulk() {
 
 # --- the runs --------------------------------------------------------------------
 log "machine: $(nproc) CPUs, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+read -ra PEER_LIST <<<"$PEERS"
 for ((run = 1; run <= RUNS; run++)); do
-    for peer in $PEERS; do
+    # The order rotates from run to run (run 2 starts with the second peer),
+    # so no peer always goes first or always follows the same one.
+    for ((pi = 0; pi < ${#PEER_LIST[@]}; pi++)); do
+        peer=${PEER_LIST[(pi + run - 1) % ${#PEER_LIST[@]}]}
         log "run $run/$RUNS: $peer"
         peer_up "$peer"
         if [[ $peer != haproxy ]]; then
