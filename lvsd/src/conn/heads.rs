@@ -163,10 +163,6 @@ impl<T: Copy> Pool<T> {
         }
     }
 
-    pub fn capacity(&self) -> usize {
-        self.cap
-    }
-
     /// Appends `v` and returns its index, or gives `v` back when full.
     pub fn push(&mut self, v: T) -> Result<usize, T> {
         if self.len == self.cap {

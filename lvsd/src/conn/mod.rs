@@ -276,11 +276,10 @@ struct Table<A> {
     /// Head of the list of free entries (linked through `in_next`).
     free: u32,
     len: usize,
-    /// Chain heads by inbound and by outbound key; `slots` of each are
-    /// allocated, `used()` are in use (the rest unwritten).
+    /// Chain heads by inbound and by outbound key; `used()` of each are in
+    /// use (the rest unwritten).
     in_buckets: Heads,
     out_buckets: Heads,
-    slots: usize,
     /// Buckets of the current level, minus one (a power of two minus one).
     level_mask: u64,
     /// The buckets below this one have been split into the next level.
@@ -308,7 +307,6 @@ impl<A: Addr> Table<A> {
             len: 0,
             in_buckets,
             out_buckets,
-            slots,
             level_mask: first as u64 - 1,
             split: 0,
             wheel: vec![NIL; WHEEL_SLOTS],
@@ -342,7 +340,7 @@ impl<A: Addr> Table<A> {
     /// Splits buckets until there are four for every three entries, or
     /// no buckets are left.
     fn grow(&mut self) {
-        while self.len * 4 > self.used() * 3 && self.used() < self.slots {
+        while self.len * 4 > self.used() * 3 && self.used() < self.in_buckets.len() {
             self.split_one();
         }
     }
@@ -417,13 +415,10 @@ impl<A: Addr> Table<A> {
         None
     }
 
-    /// Whether `insert` will find a place.
-    fn has_room(&self) -> bool {
-        self.free != NIL || self.entries.len() < self.entries.capacity()
-    }
-
-    /// Files `e` and returns its index; the caller checks `has_room` first
-    /// (without room, NIL and nothing changes).
+    /// Files `e` and returns its index. There is always room while the
+    /// caller holds fewer connections than its capacity: every pool slot is
+    /// live or on the free list, and each family's pool is as large as the
+    /// whole capacity.
     fn insert(&mut self, mut e: Entry<A>) -> u32 {
         let i = if self.free != NIL {
             let i = self.free;
@@ -432,7 +427,10 @@ impl<A: Addr> Table<A> {
         } else {
             match self.entries.push(e) {
                 Ok(i) => u32::try_from(i).unwrap_or(NIL),
-                Err(_) => return NIL,
+                Err(_) => {
+                    debug_assert!(false, "a full pool under the capacity");
+                    return NIL;
+                }
             }
         };
         let b = self.in_bucket(e.protocol, e.cip, e.cport, e.vip, e.vport);
@@ -707,12 +705,7 @@ impl ConnTable {
     /// binds a new connection to its destination. Only NAT connections get a
     /// reply key: no other method's replies come back through the director.
     pub fn insert(&mut self, c: NewConn, now: u64, t: &Timeouts) -> Result<ConnId, InsertError> {
-        let room = if c.client.is_ipv4() {
-            self.v4.has_room()
-        } else {
-            self.v6.has_room()
-        };
-        if self.len() >= self.capacity || !room {
+        if self.len() >= self.capacity {
             return Err(InsertError::Full);
         }
         let client_iface = u8::try_from(c.client_iface).map_err(|_| InsertError::Invalid)?;
@@ -1006,6 +999,41 @@ mod tests {
             InsertError::Full
         );
         assert_eq!(t.len(), 2);
+    }
+
+    /// Either family may take the whole capacity, one after the other:
+    /// each pool holds the capacity, and freed entries come back.
+    #[test]
+    fn either_family_fills_the_capacity() {
+        let d = Arc::new(DestState::new(1));
+        let mut t = ConnTable::new(4, 0);
+        let v6 = |port: u16| {
+            let mut c = new_conn(&d, port);
+            c.client = SocketAddr::from((Ipv6Addr::new(0xfd00, 0x198, 0x18, 0, 0, 0, 0, 2), port));
+            c.vip = "[fd00:198:19::100]:80".parse().unwrap();
+            c.dest_addr = "[fd00:198:18:1::11]:80".parse().unwrap();
+            c
+        };
+        // Each step ends every connection's longest timeout.
+        let mut now = 0u64;
+        for round in 0..3u16 {
+            for p in 1..=4 {
+                t.insert(v6(round * 10 + p), now, &T).unwrap();
+            }
+            assert_eq!(
+                t.insert(new_conn(&d, 9), now, &T).unwrap_err(),
+                InsertError::Full
+            );
+            now += 10_000_000;
+            assert_eq!(t.expire(now), 4);
+            for p in 1..=4 {
+                t.insert(new_conn(&d, round * 10 + p), now, &T).unwrap();
+            }
+            assert_eq!(t.insert(v6(9), now, &T).unwrap_err(), InsertError::Full);
+            now += 10_000_000;
+            assert_eq!(t.expire(now), 4);
+        }
+        assert_eq!((t.v4.entries.len(), t.v6.entries.len()), (4, 4));
     }
 
     #[test]
