@@ -610,39 +610,99 @@ fn unanswered_neighbours_are_counted() {
     assert!(status.contains("neighbours: 1 resolved"), "{status}");
 }
 
-/// `cpus` pins each shard thread to its CPU.
-#[test]
-fn shards_are_pinned() {
-    if !Lab::skip_unless_root() {
-        return;
-    }
-    let cfg = config(&[(1, 1)]).replace("shards = 1", "shards = 2\ncpus = [1, 0]");
-    let lab = lab("pin", 1, &cfg);
+/// Each shard thread of `lab`'s lvsd: its number, allowed CPUs, nice value
+/// and scheduling policy (from /proc), sorted by number.
+fn shard_threads(lab: &Lab) -> Vec<(String, String, i32, u32)> {
     let pid = lab.lvsd().unwrap().0;
     let mut seen = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let dir = task.unwrap().path();
         let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        if let Some(shard) = name.trim().strip_prefix("lvsd-shard") {
-            let status = std::fs::read_to_string(dir.join("status")).unwrap();
-            let cpus = status
-                .lines()
-                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-                .unwrap()
-                .trim()
-                .to_string();
-            seen.push((shard.to_string(), cpus));
-        }
+        let Some(shard) = name.trim().strip_prefix("lvsd-shard") else {
+            continue;
+        };
+        let status = std::fs::read_to_string(dir.join("status")).unwrap();
+        let cpus = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim()
+            .to_string();
+        // proc(5): after "(comm)" come fields 3 onwards; nice is field 19,
+        // policy field 41.
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .collect();
+        let nice = fields[19 - 3].parse().unwrap();
+        let policy = fields[41 - 3].parse().unwrap();
+        seen.push((shard.to_string(), cpus, nice, policy));
     }
     seen.sort();
+    seen
+}
+
+const SCHED_OTHER: u32 = 0;
+const SCHED_BATCH: u32 = 3;
+
+/// `cpus` pins each shard thread to its CPU; `shard_nice` and
+/// `shard_policy` set how the kernel schedules it.
+#[test]
+fn shards_are_pinned() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let cfg = config(&[(1, 1)]).replace(
+        "shards = 1",
+        "shards = 2\ncpus = [1, 0]\nshard_nice = 5\nshard_policy = \"normal\"",
+    );
+    let lab = lab("pin", 1, &cfg);
     assert_eq!(
-        seen,
+        shard_threads(&lab),
         [
-            ("0".to_string(), "1".to_string()),
-            ("1".to_string(), "0".to_string())
+            ("0".to_string(), "1".to_string(), 5, SCHED_OTHER),
+            ("1".to_string(), "0".to_string(), 5, SCHED_OTHER)
         ],
         "{}",
         lab.lvsd_log()
+    );
+}
+
+/// By default the shards run at nice -20 under SCHED_BATCH (ahead of the
+/// host's processes, without preempting them on every frame), not pinned;
+/// the daemon's other threads keep its own nice value.
+#[test]
+fn shards_run_ahead_by_default() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let cfg = config(&[(1, 1)]).replace("shards = 1", "shards = 2");
+    let lab = lab("prio", 1, &cfg);
+    // lvsd inherits this process's CPUs and nice value.
+    let own = std::fs::read_to_string("/proc/self/status").unwrap();
+    let all = own
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim();
+    let shards = shard_threads(&lab);
+    assert_eq!(shards.len(), 2, "{}", lab.lvsd_log());
+    for (_, cpus, nice, policy) in &shards {
+        assert_eq!((cpus.as_str(), *nice, *policy), (all, -20, SCHED_BATCH));
+    }
+    let nice_of = |path: String| -> i32 {
+        let stat = std::fs::read_to_string(path).unwrap();
+        stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .nth(19 - 3)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let pid = lab.lvsd().unwrap().0;
+    assert_eq!(
+        nice_of(format!("/proc/{pid}/stat")),
+        nice_of("/proc/self/stat".into())
     );
 }
 

@@ -10,7 +10,7 @@
 
 use crate::admin::server::{self, Access};
 use crate::admin::{Control, ShardHandle};
-use crate::config::{self, Backend, Config, ConfigError};
+use crate::config::{self, Backend, Config, ConfigError, ShardPolicy};
 use crate::dataplane::NeighTable;
 use crate::io::ifaces::{self, IfaceError};
 use crate::io::kernel::{KernelError, KernelFilter};
@@ -261,12 +261,14 @@ fn start_and_wait(
         };
         let done = done_tx.clone();
         let cpu = (!d.cpus.is_empty()).then(|| d.cpus[id % d.cpus.len()]);
+        let (nice, policy) = (d.shard_nice, d.shard_policy);
         let t = std::thread::Builder::new()
             .name(format!("lvsd-shard{id}"))
             .spawn(move || {
                 if let Some(cpu) = cpu {
                     pin(id, cpu);
                 }
+                schedule(id, policy, nice);
                 let r = shard::run(params);
                 let _ = done.send((id, r));
             })
@@ -454,6 +456,31 @@ fn all_resolved(
 }
 
 /// Pins the calling shard thread to `cpu`; a failure is logged, not fatal.
+/// Sets the calling shard thread's scheduling policy and nice value (both
+/// are per thread on Linux). Failing (without CAP_SYS_NICE, say) leaves the
+/// thread as it was, with a warning.
+fn schedule(shard: usize, policy: ShardPolicy, nice: i32) {
+    let tid = nix::unistd::gettid().as_raw();
+    let (pol, name) = match policy {
+        ShardPolicy::Batch => (libc::SCHED_BATCH, "batch"),
+        ShardPolicy::Normal => (libc::SCHED_OTHER, "normal"),
+    };
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param for the call's duration.
+    if unsafe { libc::sched_setscheduler(tid, pol, &param) } != 0 {
+        let e = std::io::Error::last_os_error();
+        tracing::warn!("shard {shard}: cannot set scheduling policy {name}: {e}");
+    }
+    // The `who` argument's type differs between C libraries.
+    #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+    let who = tid as libc::id_t;
+    // SAFETY: a plain system call on this thread's id.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, who, nice) } != 0 {
+        let e = std::io::Error::last_os_error();
+        tracing::warn!("shard {shard}: cannot set nice value {nice}: {e}");
+    }
+}
+
 fn pin(shard: usize, cpu: usize) {
     let mut set = nix::sched::CpuSet::new();
     let pinned = set

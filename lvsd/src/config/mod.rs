@@ -90,6 +90,26 @@ pub struct DaemonConfig {
     /// CPUs the shards are pinned to, shard i on `cpus[i % len]`; empty:
     /// not pinned.
     pub cpus: Vec<usize>,
+    /// The shard threads' nice value (-20 to 19).
+    pub shard_nice: i32,
+    /// The shard threads' scheduling policy.
+    pub shard_policy: ShardPolicy,
+}
+
+/// Default nice value of the shard threads: forwarding goes ahead of the
+/// host's processes, as the kernel's own forwarding (in softirq context)
+/// does.
+pub const DEFAULT_SHARD_NICE: i32 = -20;
+
+/// How the kernel schedules the shard threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShardPolicy {
+    /// SCHED_BATCH: a woken shard does not preempt the running task; frames
+    /// that arrive meanwhile are forwarded in one batch.
+    Batch,
+    /// SCHED_OTHER: a woken shard may preempt the running task.
+    Normal,
 }
 
 /// Default busy-poll time of the XDP backend, in microseconds.
@@ -156,6 +176,8 @@ struct DaemonSection {
     kernel_filter: Option<bool>,
     log: Option<String>,
     cpus: Option<Spanned<Vec<usize>>>,
+    shard_nice: Option<Spanned<i32>>,
+    shard_policy: Option<ShardPolicy>,
 }
 
 #[derive(Deserialize)]
@@ -297,6 +319,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         Some(c) => c.into_inner(),
         None => Vec::new(),
     };
+    let shard_nice = match d.shard_nice {
+        Some(n) if !(-20..=19).contains(n.get_ref()) => {
+            return Err(at.err(n.span(), "shard_nice must be from -20 to 19"))
+        }
+        Some(n) => n.into_inner(),
+        None => DEFAULT_SHARD_NICE,
+    };
     let daemon = DaemonConfig {
         interfaces: d.interfaces.into_inner(),
         shards,
@@ -314,6 +343,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         kernel_filter: d.kernel_filter.unwrap_or(true),
         log: d.log.unwrap_or_else(|| "info".into()),
         cpus: pinned,
+        shard_nice,
+        shard_policy: d.shard_policy.unwrap_or(ShardPolicy::Batch),
     };
 
     // Rules become operations, each with the place it came from.
@@ -556,6 +587,23 @@ scheduler = "wrr"
         );
         let c = p("[daemon]\ninterfaces = [\"a\"]\ncpus = [1, 0]\n").unwrap();
         assert_eq!(c.daemon.cpus, vec![1, 0]);
+        assert_eq!(
+            (c.daemon.shard_nice, c.daemon.shard_policy),
+            (DEFAULT_SHARD_NICE, ShardPolicy::Batch)
+        );
+        let c = p("[daemon]\ninterfaces = [\"a\"]\nshard_nice = 0\nshard_policy = \"normal\"\n")
+            .unwrap();
+        assert_eq!(
+            (c.daemon.shard_nice, c.daemon.shard_policy),
+            (0, ShardPolicy::Normal)
+        );
+        let (line, msg) = err_at("[daemon]\ninterfaces = [\"a\"]\nshard_nice = -21\n");
+        assert_eq!(
+            (line, msg.as_str()),
+            (3, "shard_nice must be from -20 to 19")
+        );
+        let (line, msg) = err_at("[daemon]\ninterfaces = [\"a\"]\n\nshard_policy = \"fifo\"\n");
+        assert_eq!(line, 4, "{msg}");
 
         let e = p("[daemon\n").unwrap_err();
         assert_eq!(e.line, 1);
