@@ -595,11 +595,6 @@ fn xsk_pass(
     if let Some(h) = handoff.as_deref_mut() {
         bump(&c.handed_off, handed);
         bump(&c.handoff_queued, queued);
-        // Send what this pass ran (for other shards too) before publishing
-        // what it queued: a frame queued after one of its flow was run here
-        // must not reach the wire first.
-        x.flush();
-        h.flush();
         let (_, more) = h.drain(XSK_BATCH, |slot, packet| {
             let taken = x.inject(packet, |buf, off, len| {
                 handle(ctx, &mut conns, c, local_tun, slot, buf, off, len)
@@ -613,14 +608,19 @@ fn xsk_pass(
         busy |= more;
     }
     c.conns.store(conns.len() as u64, Ordering::Relaxed);
-    // Sending runs the receivers' stacks on veth: other shards may use the
-    // table meanwhile.
+    // Sending runs the receivers' stacks on veth (for TCP, most of a
+    // shard's time): other shards run this one's frames against its table
+    // meanwhile rather than queue them.
     drop(conns);
     for i in 0..x.sockets.len() {
         x.refill(i);
     }
+    // Everything this pass ran (for other shards too, and what they handed
+    // over) goes out before what it queued is published: a frame queued
+    // after one of its flow was run here must not reach the wire first.
     x.flush();
     if let Some(h) = handoff {
+        h.flush();
         // The lanes' frames are sent: their senders may run their shard's
         // frames themselves again.
         h.release();
