@@ -642,6 +642,17 @@ fn shard_threads(lab: &Lab) -> Vec<(String, String, i32, u32)> {
     seen
 }
 
+/// The nice value in a /proc/.../stat file (field 19, proc(5)).
+fn nice_of(stat_path: &str) -> i32 {
+    let stat = std::fs::read_to_string(stat_path).unwrap();
+    stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .nth(19 - 3)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 const SCHED_OTHER: u32 = 0;
 const SCHED_BATCH: u32 = 3;
 
@@ -690,20 +701,51 @@ fn shards_run_ahead_by_default() {
     for (_, cpus, nice, policy) in &shards {
         assert_eq!((cpus.as_str(), *nice, *policy), (all, -20, SCHED_BATCH));
     }
-    let nice_of = |path: String| -> i32 {
-        let stat = std::fs::read_to_string(path).unwrap();
-        stat[stat.rfind(')').unwrap() + 1..]
-            .split_whitespace()
-            .nth(19 - 3)
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
     let pid = lab.lvsd().unwrap().0;
     assert_eq!(
-        nice_of(format!("/proc/{pid}/stat")),
-        nice_of("/proc/self/stat".into())
+        nice_of(&format!("/proc/{pid}/stat")),
+        nice_of("/proc/self/stat")
     );
+}
+
+/// Without CAP_SYS_NICE lvsd cannot raise its shards' priority: it says so
+/// and leaves them as they were, policy included, and forwards as usual.
+#[test]
+fn shards_without_cap_sys_nice_stay_as_they_were() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = Lab::nat("nocap", 1).expect("lab");
+    lab.spawn_testsrv(1, Some(8080), None).expect("real server");
+    let cfg = config(&[(1, 1)]).replace("shards = 1", "shards = 2");
+    lab.start_lvsd_under(
+        &[
+            "setpriv",
+            "--inh-caps=-sys_nice",
+            "--bounding-set=-sys_nice",
+            "--",
+        ],
+        &cfg,
+    )
+    .expect("lvsd");
+    let own_nice = nice_of("/proc/self/stat");
+    let shards = shard_threads(&lab);
+    assert_eq!(shards.len(), 2, "{}", lab.lvsd_log());
+    for (_, _, nice, policy) in &shards {
+        assert_eq!(
+            (*nice, *policy),
+            (own_nice, SCHED_OTHER),
+            "{}",
+            lab.lvsd_log()
+        );
+    }
+    assert!(
+        lab.lvsd_log().contains("cannot set nice value -20"),
+        "{}",
+        lab.lvsd_log()
+    );
+    let body = curl(&lab, lab.ns("client"), "http://198.19.0.100/").expect("served");
+    assert!(!body.is_empty());
 }
 
 /// Runs lvsadm against the lab's lvsd as user and group `nobody`, with the

@@ -455,32 +455,47 @@ fn all_resolved(
         .all(|d| neigh.map.contains_key(&d.addr().ip()))
 }
 
-/// Pins the calling shard thread to `cpu`; a failure is logged, not fatal.
-/// Sets the calling shard thread's scheduling policy and nice value (both
-/// are per thread on Linux). Failing (without CAP_SYS_NICE, say) leaves the
-/// thread as it was, with a warning.
+/// Sets the calling shard thread's nice value, then its scheduling policy
+/// (both are per thread on Linux). Lowering the nice value needs
+/// CAP_SYS_NICE (or RLIMIT_NICE); when it fails the thread is left as it
+/// was, policy included, with a warning: the policy alone, without the
+/// priority, is not a setting anyone measured.
 fn schedule(shard: usize, policy: ShardPolicy, nice: i32) {
     let tid = nix::unistd::gettid().as_raw();
-    let (pol, name) = match policy {
-        ShardPolicy::Batch => (libc::SCHED_BATCH, "batch"),
-        ShardPolicy::Normal => (libc::SCHED_OTHER, "normal"),
-    };
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: `param` is a valid sched_param for the call's duration.
-    if unsafe { libc::sched_setscheduler(tid, pol, &param) } != 0 {
-        let e = std::io::Error::last_os_error();
-        tracing::warn!("shard {shard}: cannot set scheduling policy {name}: {e}");
-    }
     // The `who` argument's type differs between C libraries.
     #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
     let who = tid as libc::id_t;
     // SAFETY: a plain system call on this thread's id.
     if unsafe { libc::setpriority(libc::PRIO_PROCESS, who, nice) } != 0 {
         let e = std::io::Error::last_os_error();
-        tracing::warn!("shard {shard}: cannot set nice value {nice}: {e}");
+        tracing::warn!(
+            "shard {shard}: cannot set nice value {nice}, scheduling left as it was: {e}"
+        );
+        return;
+    }
+    let (pol, name) = match policy {
+        ShardPolicy::Batch => (libc::SCHED_BATCH, "batch"),
+        ShardPolicy::Normal => (libc::SCHED_OTHER, "normal"),
+    };
+    let param = libc::sched_param { sched_priority: 0 };
+    // The system call itself (it keeps the nice value): some C libraries'
+    // wrappers refuse outright.
+    // SAFETY: `param` is a valid sched_param for the call's duration.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setscheduler,
+            libc::c_long::from(tid),
+            libc::c_long::from(pol),
+            &param as *const libc::sched_param,
+        )
+    };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        tracing::warn!("shard {shard}: cannot set scheduling policy {name}: {e}");
     }
 }
 
+/// Pins the calling shard thread to `cpu`; a failure is logged, not fatal.
 fn pin(shard: usize, cpu: usize) {
     let mut set = nix::sched::CpuSet::new();
     let pinned = set

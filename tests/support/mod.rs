@@ -823,6 +823,12 @@ impl Lab {
     /// socket named in the config (a `socket = "..."`-style key, else
     /// [`Lab::socket_path`]) accepts connections.
     pub fn start_lvsd(&self, config_toml: &str) -> Result<()> {
+        self.start_lvsd_under(&[], config_toml)
+    }
+
+    /// As [`Lab::start_lvsd`], with lvsd's command line after `wrapper`
+    /// (for example `setpriv` with options, to drop a capability).
+    pub fn start_lvsd_under(&self, wrapper: &[&str], config_toml: &str) -> Result<()> {
         let bin = lvsd_bin()?;
         let config = self.dir.join("lvsd.toml");
         fs::write(&config, config_toml)
@@ -833,10 +839,9 @@ impl Lab {
             .dir
             .join(socket_in_config(config_toml).unwrap_or_else(|| "lvsd.sock".to_owned()));
         *lock(&self.socket) = socket.clone();
-        let id = self.spawn(
-            "director",
-            &[path_str(&bin)?, "--config", path_str(&config)?],
-        )?;
+        let mut args = wrapper.to_vec();
+        args.extend([path_str(&bin)?, "--config", path_str(&config)?]);
+        let id = self.spawn("director", &args)?;
         *lock(&self.lvsd) = Some(id);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

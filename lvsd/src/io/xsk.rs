@@ -479,6 +479,12 @@ impl XskSet {
         let Some(Some(i)) = self.tx_for.get(usize::from(slot)).copied() else {
             return false;
         };
+        if self.sockets[i].tx.free() <= self.sockets[i].pending {
+            // Full (many shards' frames for one interface in one pass): send
+            // what is queued, and take back what the kernel has sent, first.
+            self.reclaim();
+            kick(&mut self.sockets[i]);
+        }
         let s = &mut self.sockets[i];
         if s.tx.free() <= s.pending {
             return false;
@@ -500,37 +506,43 @@ impl XskSet {
     /// Publishes queued sends and asks the kernel to transmit them.
     pub fn flush(&mut self) {
         for s in &mut self.sockets {
-            if s.pending > 0 {
-                s.tx.local = s.tx.local.wrapping_add(s.pending);
-                s.tx.publish();
-                s.pending = 0;
-            }
-            // Kick while anything published is still in the ring, not only
-            // after new sends: a kick the driver turned away (busy) must be
-            // retried, or a full ring would never drain.
-            let waiting = s.tx.unconsumed();
-            if waiting == 0 {
-                continue;
-            }
-            // The copy-mode transmit path sends a bounded batch per call
-            // and says EAGAIN when more remain.
-            let rounds = waiting / 16 + 2;
-            for _ in 0..rounds {
-                // SAFETY: a zero-length send on our own socket.
-                let r = unsafe {
-                    libc::sendto(
-                        s.fd.as_raw_fd(),
-                        std::ptr::null(),
-                        0,
-                        libc::MSG_DONTWAIT,
-                        std::ptr::null(),
-                        0,
-                    )
-                };
-                if r >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
-                    break;
-                }
-            }
+            kick(s);
+        }
+    }
+}
+
+/// Publishes socket `s`'s queued sends and asks the kernel to transmit
+/// what its TX ring holds.
+fn kick(s: &mut Socket) {
+    if s.pending > 0 {
+        s.tx.local = s.tx.local.wrapping_add(s.pending);
+        s.tx.publish();
+        s.pending = 0;
+    }
+    // Kick while anything published is still in the ring, not only after
+    // new sends: a kick the driver turned away (busy) must be retried, or a
+    // full ring would never drain.
+    let waiting = s.tx.unconsumed();
+    if waiting == 0 {
+        return;
+    }
+    // The copy-mode transmit path sends a bounded batch per call and says
+    // EAGAIN when more remain.
+    let rounds = waiting / 16 + 2;
+    for _ in 0..rounds {
+        // SAFETY: a zero-length send on our own socket.
+        let r = unsafe {
+            libc::sendto(
+                s.fd.as_raw_fd(),
+                std::ptr::null(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null(),
+                0,
+            )
+        };
+        if r >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
+            break;
         }
     }
 }
