@@ -25,11 +25,16 @@ fn config(weights: &[(u8, u32)]) -> String {
 }
 
 fn lab(name: &str, servers: usize, cfg: &str) -> Lab {
+    lab_under(&[], name, servers, cfg)
+}
+
+/// As [`lab`], with lvsd started under `wrapper` (see `Lab::start_lvsd_under`).
+fn lab_under(wrapper: &[&str], name: &str, servers: usize, cfg: &str) -> Lab {
     let lab = Lab::nat(name, servers).expect("lab");
     for i in 1..=servers {
         lab.spawn_testsrv(i, Some(8080), None).expect("real server");
     }
-    lab.start_lvsd(cfg).expect("lvsd");
+    lab.start_lvsd_under(wrapper, cfg).expect("lvsd");
     lab
 }
 
@@ -612,7 +617,7 @@ fn unanswered_neighbours_are_counted() {
 
 /// Each shard thread of `lab`'s lvsd: its number, allowed CPUs, nice value
 /// and scheduling policy (from /proc), sorted by number.
-fn shard_threads(lab: &Lab) -> Vec<(String, String, i32, u32)> {
+fn shard_threads(lab: &Lab) -> Vec<(String, String, i64, i64)> {
     let pid = lab.lvsd().unwrap().0;
     let mut seen = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
@@ -628,33 +633,28 @@ fn shard_threads(lab: &Lab) -> Vec<(String, String, i32, u32)> {
             .unwrap()
             .trim()
             .to_string();
-        // proc(5): after "(comm)" come fields 3 onwards; nice is field 19,
-        // policy field 41.
-        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
-        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
-            .split_whitespace()
-            .collect();
-        let nice = fields[19 - 3].parse().unwrap();
-        let policy = fields[41 - 3].parse().unwrap();
+        let stat = dir.join("stat");
+        let (nice, policy) = (stat_field(&stat, 19), stat_field(&stat, 41));
         seen.push((shard.to_string(), cpus, nice, policy));
     }
     seen.sort();
     seen
 }
 
-/// The nice value in a /proc/.../stat file (field 19, proc(5)).
-fn nice_of(stat_path: &str) -> i32 {
-    let stat = std::fs::read_to_string(stat_path).unwrap();
+/// Field `n` (numbered as in proc(5): after "(comm)" come fields 3
+/// onwards) of a /proc/.../stat file; 19 is the nice value, 41 the policy.
+fn stat_field(path: &Path, n: usize) -> i64 {
+    let stat = std::fs::read_to_string(path).unwrap();
     stat[stat.rfind(')').unwrap() + 1..]
         .split_whitespace()
-        .nth(19 - 3)
+        .nth(n - 3)
         .unwrap()
         .parse()
         .unwrap()
 }
 
-const SCHED_OTHER: u32 = 0;
-const SCHED_BATCH: u32 = 3;
+const SCHED_OTHER: i64 = 0;
+const SCHED_BATCH: i64 = 3;
 
 /// `cpus` pins each shard thread to its CPU; `shard_nice` and
 /// `shard_policy` set how the kernel schedules it.
@@ -703,8 +703,8 @@ fn shards_run_ahead_by_default() {
     }
     let pid = lab.lvsd().unwrap().0;
     assert_eq!(
-        nice_of(&format!("/proc/{pid}/stat")),
-        nice_of("/proc/self/stat")
+        stat_field(Path::new(&format!("/proc/{pid}/stat")), 19),
+        stat_field(Path::new("/proc/self/stat"), 19)
     );
 }
 
@@ -715,20 +715,15 @@ fn shards_without_cap_sys_nice_stay_as_they_were() {
     if !Lab::skip_unless_root() {
         return;
     }
-    let lab = Lab::nat("nocap", 1).expect("lab");
-    lab.spawn_testsrv(1, Some(8080), None).expect("real server");
     let cfg = config(&[(1, 1)]).replace("shards = 1", "shards = 2");
-    lab.start_lvsd_under(
-        &[
-            "setpriv",
-            "--inh-caps=-sys_nice",
-            "--bounding-set=-sys_nice",
-            "--",
-        ],
-        &cfg,
-    )
-    .expect("lvsd");
-    let own_nice = nice_of("/proc/self/stat");
+    let no_cap = [
+        "setpriv",
+        "--inh-caps=-sys_nice",
+        "--bounding-set=-sys_nice",
+        "--",
+    ];
+    let lab = lab_under(&no_cap, "nocap", 1, &cfg);
+    let own_nice = stat_field(Path::new("/proc/self/stat"), 19);
     let shards = shard_threads(&lab);
     assert_eq!(shards.len(), 2, "{}", lab.lvsd_log());
     for (_, _, nice, policy) in &shards {

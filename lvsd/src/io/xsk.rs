@@ -484,11 +484,11 @@ impl XskSet {
             // what is queued, and take back what the kernel has sent, first.
             self.reclaim();
             kick(&mut self.sockets[i]);
+            if self.sockets[i].tx.free() <= self.sockets[i].pending {
+                return false;
+            }
         }
         let s = &mut self.sockets[i];
-        if s.tx.free() <= s.pending {
-            return false;
-        }
         // SAFETY: slot `pending` past the producer index is ours to write.
         unsafe {
             *s.tx.desc_at(s.pending) = libc::xdp_desc {
