@@ -64,6 +64,8 @@ const XSK_BATCH: u32 = 256;
 /// Longest wait for a completion: how late a shard notices a stop request,
 /// runs expiry or answers a listing when no traffic comes.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// Longest wait before a TX ring the kernel turned away is kicked again.
+const TX_RETRY_WAIT: Duration = Duration::from_millis(1);
 /// io_uring_recvmsg_out, the header the kernel writes before the name.
 const RECVMSG_OUT_LEN: usize = 16;
 
@@ -287,6 +289,7 @@ pub fn run(p: ShardParams) -> io::Result<()> {
     let mut xsk = p.xsk;
     let mut xsk_armed = vec![false; xsk.as_ref().map_or(0, |x| x.sockets.len())];
     let mut xsk_busy = false;
+    let mut xsk_unsent = false;
     let mut handoff = p.handoff;
     let mut wake_armed = false;
     let mut xsk_last_work = Instant::now();
@@ -295,6 +298,7 @@ pub fn run(p: ShardParams) -> io::Result<()> {
     let mut fanout_vips: Option<Vec<std::net::Ipv4Addr>> = None;
     let mut fanout_generation = 0u64;
     let ts = types::Timespec::from(IDLE_WAIT);
+    let retry = types::Timespec::from(TX_RETRY_WAIT);
     let c = &*me.counters;
 
     while !p.stop.load(Ordering::Relaxed) {
@@ -338,7 +342,7 @@ pub fn run(p: ShardParams) -> io::Result<()> {
         // Spinning, still enter when completion work waits: deferred work
         // runs only then (the taskrun flag says so).
         if !spin || !ring.submission().is_empty() || ring.submission().taskrun() {
-            let args = types::SubmitArgs::new().timespec(&ts);
+            let args = types::SubmitArgs::new().timespec(if xsk_unsent { &retry } else { &ts });
             match ring.submitter().submit_with_args(usize::from(!spin), &args) {
                 Ok(_) => {}
                 Err(e)
@@ -511,9 +515,10 @@ pub fn run(p: ShardParams) -> io::Result<()> {
             bufs.publish();
         }
         if let Some(x) = xsk.as_mut() {
-            let (frames, busy) = xsk_pass(x, handoff.as_mut(), &peers, &ctx, conns, p.local_tun);
-            xsk_busy = busy;
-            if frames > 0 && !p.busy_poll.is_zero() {
+            let pass = xsk_pass(x, handoff.as_mut(), &peers, &ctx, conns, p.local_tun);
+            xsk_busy = pass.busy;
+            xsk_unsent = pass.unsent;
+            if pass.frames > 0 && !p.busy_poll.is_zero() {
                 xsk_last_work = Instant::now();
             }
         } else {
@@ -527,12 +532,21 @@ pub fn run(p: ShardParams) -> io::Result<()> {
     Ok(())
 }
 
+/// What one pass over the AF_XDP sockets did.
+struct XskPass {
+    /// Frames received.
+    frames: u32,
+    /// A socket or lane had more than one batch: look again at once.
+    busy: bool,
+    /// A TX ring still holds frames: kick it again soon.
+    unsent: bool,
+}
+
 /// One pass over the AF_XDP sockets: take back sent frames, run every
 /// received frame through the data path (a frame whose connection another
 /// shard owns: against that shard's table if it is free, else through the
 /// lane to it), then the frames other shards handed over; let go of the
-/// table (`conns`, this shard's, locked); refill, send. Returns the frames
-/// received, and whether a socket or lane had more than one batch.
+/// table (`conns`, this shard's, locked); refill, send.
 fn xsk_pass(
     x: &mut XskSet,
     mut handoff: Option<&mut Handoff>,
@@ -540,7 +554,7 @@ fn xsk_pass(
     ctx: &Ctx,
     mut conns: MutexGuard<'_, ConnTable>,
     local_tun: Option<std::os::fd::RawFd>,
-) -> (u32, bool) {
+) -> XskPass {
     let c = &*peers[ctx.shard].counters;
     x.reclaim();
     let mut busy = false;
@@ -618,8 +632,10 @@ fn xsk_pass(
     // Everything this pass ran (for other shards too, and what they handed
     // over) goes out before what it queued is published: a frame queued
     // after one of its flow was run here must not reach the wire first.
-    x.flush();
-    if let Some(h) = handoff {
+    // A TX ring the kernel did not empty (a busy driver) holds the
+    // queueing and the release back until a later pass has sent it.
+    let flushed = x.flush();
+    if let Some(h) = handoff.filter(|_| flushed.go_on) {
         h.flush();
         // The lanes' frames are sent: their senders may run their shard's
         // frames themselves again.
@@ -629,7 +645,11 @@ fn xsk_pass(
     bump(&c.tx_frames, frames);
     bump(&c.tx_bytes, bytes);
     bump(&c.drops[DropReason::TxError as usize], failed);
-    (total, busy)
+    XskPass {
+        frames: total,
+        busy,
+        unsent: flushed.unsent,
+    }
 }
 
 /// Runs one AF_XDP frame (`buf[off..off + len]`, received on interface slot

@@ -31,6 +31,7 @@ const _: () = assert!(
 );
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use super::sys::Mapping;
 
@@ -152,6 +153,8 @@ pub struct Socket {
     pub queue: u32,
     /// TX entries written since the last kick.
     pending: u32,
+    /// Bound in zero-copy mode: the driver reads the TX ring itself.
+    zero_copy: bool,
 }
 
 impl Socket {
@@ -159,6 +162,10 @@ impl Socket {
         self.fd.as_raw_fd()
     }
 }
+
+/// Socket option: frames one copy-mode send call may transmit (at most the
+/// TX ring's size; not in the libc crate yet).
+const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
 
 fn setsockopt<T>(fd: RawFd, opt: libc::c_int, v: &T) -> io::Result<()> {
     // SAFETY: `v` is a valid T of the size passed.
@@ -210,6 +217,8 @@ pub struct XskSet {
     /// Whether the kernel runs the sockets in zero-copy mode.
     pub zero_copy: bool,
     failed_sends: u64,
+    /// Since when a TX ring has held frames the kernel turned away.
+    unsent_since: Option<Instant>,
     sent_frames: u64,
     sent_bytes: u64,
 }
@@ -245,6 +254,7 @@ impl XskSet {
             tx_for: vec![None; slots],
             zero_copy: false,
             failed_sends: 0,
+            unsent_since: None,
             sent_frames: 0,
             sent_bytes: 0,
         };
@@ -257,10 +267,7 @@ impl XskSet {
             }
             set.sockets.push(s);
         }
-        set.zero_copy = set.sockets.iter().all(|s| {
-            getsockopt::<libc::xdp_options>(s.raw_fd(), libc::XDP_OPTIONS)
-                .is_ok_and(|o| o.flags & libc::XDP_OPTIONS_ZEROCOPY != 0)
-        });
+        set.zero_copy = set.sockets.iter().all(|s| s.zero_copy);
         for i in 0..set.sockets.len() {
             set.refill(i);
         }
@@ -300,6 +307,10 @@ impl XskSet {
         setsockopt(s, libc::XDP_UMEM_COMPLETION_RING, &ring)?;
         setsockopt(s, libc::XDP_RX_RING, &ring)?;
         setsockopt(s, libc::XDP_TX_RING, &ring)?;
+        // In copy mode a send call transmits at most this many frames (32
+        // by default, then EAGAIN): one call per pass instead of one per 32
+        // frames. Kernel 6.17+; older kernels keep their default.
+        let _ = setsockopt(s, XDP_MAX_TX_SKB_BUDGET, &ring);
         let off: libc::xdp_mmap_offsets = getsockopt(s, libc::XDP_MMAP_OFFSETS)?;
         let d = size_of::<libc::xdp_desc>();
         let rx = Ring::new(s, &off.rx, ring, d, libc::XDP_PGOFF_RX_RING as u64, false)?;
@@ -344,6 +355,8 @@ impl XskSet {
             slot,
             queue,
             pending: 0,
+            zero_copy: getsockopt::<libc::xdp_options>(s, libc::XDP_OPTIONS)
+                .is_ok_and(|o| o.flags & libc::XDP_OPTIONS_ZEROCOPY != 0),
         })
     }
 
@@ -503,17 +516,49 @@ impl XskSet {
         true
     }
 
-    /// Publishes queued sends and asks the kernel to transmit them.
-    pub fn flush(&mut self) {
+    /// Publishes queued sends and asks the kernel to transmit them. Says
+    /// whether a TX ring still holds frames the kernel turned away (a busy
+    /// driver in copy mode: kick again soon), and whether what must not
+    /// overtake them may go on: at once when none are left, otherwise
+    /// only once the driver has turned frames away for `HOLD_MAX` (a
+    /// stalled queue must not hold up every other interface).
+    pub fn flush(&mut self) -> Flushed {
+        let mut all = true;
         for s in &mut self.sockets {
-            kick(s);
+            all &= kick(s);
+        }
+        if all {
+            self.unsent_since = None;
+            return Flushed {
+                unsent: false,
+                go_on: true,
+            };
+        }
+        let since = *self.unsent_since.get_or_insert_with(Instant::now);
+        Flushed {
+            unsent: true,
+            go_on: since.elapsed() >= HOLD_MAX,
         }
     }
 }
 
+/// What [`XskSet::flush`] left.
+pub struct Flushed {
+    /// A TX ring still holds frames.
+    pub unsent: bool,
+    /// Frames that must not overtake them may be handed on.
+    pub go_on: bool,
+}
+
+/// Longest that frames turned away by a driver hold up what must follow
+/// them.
+const HOLD_MAX: Duration = Duration::from_millis(10);
+
 /// Publishes socket `s`'s queued sends and asks the kernel to transmit
-/// what its TX ring holds.
-fn kick(s: &mut Socket) {
+/// what its TX ring holds. True when nothing is left for a later kick: in
+/// copy mode the kernel took every frame within the call; in zero-copy
+/// mode the woken driver takes them from the ring itself.
+fn kick(s: &mut Socket) -> bool {
     if s.pending > 0 {
         s.tx.local = s.tx.local.wrapping_add(s.pending);
         s.tx.publish();
@@ -524,7 +569,7 @@ fn kick(s: &mut Socket) {
     // full ring would never drain.
     let waiting = s.tx.unconsumed();
     if waiting == 0 {
-        return;
+        return true;
     }
     // The copy-mode transmit path sends a bounded batch per call and says
     // EAGAIN when more remain.
@@ -541,8 +586,14 @@ fn kick(s: &mut Socket) {
                 0,
             )
         };
-        if r >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
+        if r >= 0 {
             break;
         }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
+            // Down, or a frame dropped on the way (EBUSY): no frame waits
+            // for the driver, and the next kick goes on with the ring.
+            return true;
+        }
     }
+    s.zero_copy || s.tx.unconsumed() == 0
 }
