@@ -408,12 +408,10 @@ pub fn daemon_stats(stats: &DaemonStats) -> String {
     reasons.sort_unstable();
     reasons.dedup();
 
-    let counters: [(&str, Counter); 9] = [
+    let counters: [(&str, Counter); 7] = [
         ("rx_frames", |s| s.rx_frames),
         ("rx_bytes", |s| s.rx_bytes),
         ("rx_xdp_frames", |s| s.rx_xdp_frames),
-        ("handed_off", |s| s.handed_off),
-        ("handoff_queued", |s| s.handoff_queued),
         ("tx_frames", |s| s.tx_frames),
         ("tx_bytes", |s| s.tx_bytes),
         ("passed", |s| s.passed),
@@ -1078,8 +1076,6 @@ TCP  192.168.0.100:80                   12     3456     3300  123456K    2000M
             rx_frames: rx,
             rx_bytes: rx * 100,
             rx_xdp_frames: rx / 2,
-            handed_off: rx / 4,
-            handoff_queued: rx / 8,
             tx_frames: rx - 1,
             tx_bytes: 0,
             passed: 1,
@@ -1103,8 +1099,6 @@ counter            shard0   shard1    total
 rx_frames              10    12345    12355
 rx_bytes             1000  1234500  1235500
 rx_xdp_frames           5     6172     6177
-handed_off              2     3086     3088
-handoff_queued          1     1543     1544
 tx_frames               9    12344    12353
 tx_bytes                0        0        0
 passed                  1        1        2

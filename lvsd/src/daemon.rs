@@ -11,11 +11,11 @@
 use crate::admin::server::{self, Access};
 use crate::admin::{Control, ShardHandle};
 use crate::config::{self, Backend, Config, ConfigError, ShardPolicy};
-use crate::dataplane::NeighTable;
+use crate::dataplane::{NeighTable, ShardCounters};
 use crate::io::ifaces::{self, IfaceError};
 use crate::io::kernel::{KernelError, KernelFilter};
 use crate::io::neigh::{self, NeighCounters};
-use crate::io::shard::{self, Peer, ShardParams};
+use crate::io::shard::{self, ShardParams};
 use crate::io::sys;
 use crate::rules::Model;
 use arc_swap::ArcSwap;
@@ -211,16 +211,8 @@ fn start_and_wait(
     };
     let local_fd = local_tun.as_ref().map(AsRawFd::as_raw_fd);
 
-    // With several XDP shards, the lanes that carry frames to the shard
-    // that owns their connection.
-    let handoffs = if xsk.len() > 1 {
-        crate::io::handoff::mesh(xsk.len()).map_err(io_err("shard hand-off lanes"))?
-    } else {
-        Vec::new()
-    };
-    // Shard i takes the i-th of each (none when the list is empty).
+    // Shard i takes the i-th set of AF_XDP sockets (none without XDP).
     let mut xsk = xsk.into_iter();
-    let mut handoffs = handoffs.into_iter();
 
     let epoch = Instant::now();
     let (done_tx, done_rx) = mpsc::channel::<(usize, std::io::Result<()>)>();
@@ -230,15 +222,11 @@ fn start_and_wait(
         stop,
         handles: Vec::new(),
     };
-    // Every shard's connection table and counters, visible to all shards
-    // (see shard::Peer).
-    let peers: Arc<[Peer]> = (0..sockets.len())
-        .map(|_| Peer::new(d.conn_limit, 0))
-        .collect();
     for (id, socket) in sockets.into_iter().enumerate() {
         let (req_tx, req_rx) = mpsc::channel();
+        let counters = Arc::new(ShardCounters::default());
         lock(control).add_shard(ShardHandle {
-            counters: peers[id].counters.clone(),
+            counters: counters.clone(),
             requests: req_tx,
         });
         let params = ShardParams {
@@ -247,7 +235,8 @@ fn start_and_wait(
             ifaces: ifaces.clone(),
             rules: rules.clone(),
             neigh: neigh_table.clone(),
-            peers: peers.clone(),
+            counters,
+            conn_capacity: d.conn_limit,
             stop: stop.clone(),
             requests: req_rx,
             epoch,
@@ -256,7 +245,6 @@ fn start_and_wait(
             fanout_owner: d.shards > 1 && id == 0,
             local_tun: local_fd,
             xsk: xsk.next(),
-            handoff: handoffs.next(),
             busy_poll: Duration::from_micros(d.busy_poll_us),
         };
         let done = done_tx.clone();

@@ -73,13 +73,10 @@ pub enum DropReason {
     TooBig,
     /// The kernel refused to send the frame.
     TxError,
-    /// A frame for another shard's connection found no room in the lane to
-    /// that shard, or that shard no free frame (XDP backend, several shards).
-    HandoffFull,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Truncated,
         DropReason::Malformed,
         DropReason::BadChecksum,
@@ -92,7 +89,6 @@ impl DropReason {
         DropReason::NoNeighbor,
         DropReason::TooBig,
         DropReason::TxError,
-        DropReason::HandoffFull,
     ];
 
     pub fn name(self) -> &'static str {
@@ -109,7 +105,6 @@ impl DropReason {
             DropReason::NoNeighbor => "no_neighbor",
             DropReason::TooBig => "too_big",
             DropReason::TxError => "tx_error",
-            DropReason::HandoffFull => "handoff_full",
         }
     }
 }
@@ -142,11 +137,6 @@ pub struct ShardCounters {
     /// from the kernel.
     pub xdp_ring_full: AtomicU64,
     pub xdp_fill_empty: AtomicU64,
-    /// Of `rx_frames`, those whose connection another shard owns (run
-    /// against its table here while it slept, or queued to it).
-    pub handed_off: AtomicU64,
-    /// Of `handed_off`, those queued on a lane because the owner was busy.
-    pub handoff_queued: AtomicU64,
     pub tx_frames: AtomicU64,
     pub tx_bytes: AtomicU64,
     pub passed: AtomicU64,

@@ -346,14 +346,6 @@ pub struct ShardStats {
     /// Of `rx_frames`, those that came through AF_XDP sockets (XDP backend).
     #[serde(default)]
     pub rx_xdp_frames: u64,
-    /// Of `rx_frames`, those whose connection another shard owns (XDP
-    /// backend with several shards): run against that shard's table while it
-    /// slept, or queued to it.
-    #[serde(default)]
-    pub handed_off: u64,
-    /// Of `handed_off`, those queued to the owner because it was busy.
-    #[serde(default)]
-    pub handoff_queued: u64,
     pub tx_frames: u64,
     pub tx_bytes: u64,
     /// Frames that were not lvsd's to handle and were left to the kernel.

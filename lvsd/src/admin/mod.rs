@@ -255,8 +255,6 @@ impl Control {
                         rx_frames: c.rx_frames.load(Relaxed),
                         rx_bytes: c.rx_bytes.load(Relaxed),
                         rx_xdp_frames: c.rx_xdp_frames.load(Relaxed),
-                        handed_off: c.handed_off.load(Relaxed),
-                        handoff_queued: c.handoff_queued.load(Relaxed),
                         tx_frames: c.tx_frames.load(Relaxed),
                         tx_bytes: c.tx_bytes.load(Relaxed),
                         passed: c.passed.load(Relaxed),

@@ -232,6 +232,7 @@ const CLS_ST: u8 = 0x02;
 const CLS_STX: u8 = 0x03;
 const CLS_JMP: u8 = 0x05;
 const CLS_JMP32: u8 = 0x06;
+const CLS_ALU: u8 = 0x04;
 const CLS_ALU64: u8 = 0x07;
 const MODE_MEM: u8 = 0x60;
 const MODE_IMM: u8 = 0x00;
@@ -239,6 +240,13 @@ const SRC_X: u8 = 0x08;
 const OP_ADD: u8 = 0x00;
 const OP_AND: u8 = 0x50;
 const OP_MOV: u8 = 0xb0;
+const OP_MUL: u8 = 0x20;
+const OP_RSH: u8 = 0x70;
+const OP_MOD: u8 = 0x90;
+const OP_XOR: u8 = 0xa0;
+const OP_END: u8 = 0xd0;
+/// With OP_END: convert to big-endian.
+const TO_BE: u8 = 0x08;
 const OP_JA: u8 = 0x00;
 const OP_CALL: u8 = 0x80;
 const OP_EXIT: u8 = 0x90;
@@ -294,6 +302,31 @@ impl Asm {
     }
     pub fn and_imm(&mut self, dst: R, imm: i32) -> &mut Self {
         self.emit(CLS_ALU64 | OP_AND, dst, R::R0, 0, imm)
+    }
+    /// 32-bit: dst += src.
+    pub fn add32(&mut self, dst: R, src: R) -> &mut Self {
+        self.emit(CLS_ALU | OP_ADD | SRC_X, dst, src, 0, 0)
+    }
+    /// 32-bit: dst ^= src.
+    pub fn xor32(&mut self, dst: R, src: R) -> &mut Self {
+        self.emit(CLS_ALU | OP_XOR | SRC_X, dst, src, 0, 0)
+    }
+    /// 32-bit: dst *= imm.
+    pub fn mul32_imm(&mut self, dst: R, imm: i32) -> &mut Self {
+        self.emit(CLS_ALU | OP_MUL, dst, R::R0, 0, imm)
+    }
+    /// 32-bit: dst >>= imm (logical).
+    pub fn rsh32_imm(&mut self, dst: R, imm: i32) -> &mut Self {
+        self.emit(CLS_ALU | OP_RSH, dst, R::R0, 0, imm)
+    }
+    /// 32-bit: dst %= imm (unsigned).
+    pub fn mod32_imm(&mut self, dst: R, imm: i32) -> &mut Self {
+        self.emit(CLS_ALU | OP_MOD, dst, R::R0, 0, imm)
+    }
+    /// dst = its low `bits` (16 or 32) read as big-endian: a field loaded
+    /// from the packet, in host order.
+    pub fn from_be(&mut self, dst: R, bits: i32) -> &mut Self {
+        self.emit(CLS_ALU | OP_END | TO_BE, dst, R::R0, 0, bits)
     }
     /// dst = *(size *)(src + off)
     pub fn load(&mut self, size: Size, dst: R, src: R, off: i16) -> &mut Self {

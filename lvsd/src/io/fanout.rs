@@ -96,7 +96,7 @@ pub fn program(vips: &[Ipv4Addr]) -> Option<Vec<libc::sock_filter>> {
     p.extend([
         stmt(LDX | W | MEM, 0),
         stmt(ALU | XOR | X, 0),
-        stmt(ALU | MUL | K, 0x9e37_79b1),
+        stmt(ALU | MUL | K, HASH_MUL),
         stmt(ALU | RSH | K, 16),
         stmt(RET | A, 0),
     ]);
@@ -105,8 +105,11 @@ pub fn program(vips: &[Ipv4Addr]) -> Option<Vec<libc::sock_filter>> {
 
 /// The same hash in Rust, for tests and for checking which shard owns a flow.
 pub fn flow_hash(client: Ipv4Addr, port: u16) -> u32 {
-    ((u32::from(client) ^ u32::from(port)).wrapping_mul(0x9e37_79b1)) >> 16
+    ((u32::from(client) ^ u32::from(port)).wrapping_mul(HASH_MUL)) >> 16
 }
+
+/// The hash's multiplier (the XDP program's steering uses it too).
+pub const HASH_MUL: u32 = 0x9e37_79b1;
 
 #[cfg(test)]
 mod tests {

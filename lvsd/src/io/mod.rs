@@ -5,7 +5,6 @@
 
 pub mod bpf;
 pub mod fanout;
-pub mod handoff;
 pub mod ifaces;
 pub mod kernel;
 pub mod neigh;

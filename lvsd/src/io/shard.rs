@@ -19,9 +19,9 @@
 //! refills the fill rings and makes one `sendto` per socket with frames to
 //! send. While a socket has more than one batch waiting (or within
 //! `busy_poll` of the last frame) the loop does not sleep. With several XDP
-//! shards, a frame whose connection another shard owns is run against that
-//! shard's table while it is idle, or queued to it ([`Peer`],
-//! [`super::handoff`]).
+//! shards, the XDP program steers each frame to the socket of the shard
+//! that owns its connection ([`super::xdp`]): a shard only ever sees its own
+//! connections' frames, and no shard touches another's table.
 //!
 //! Ownership of buffers (the safety argument for every raw access here):
 //! a buffer belongs to the kernel from the moment its id is published in the
@@ -29,7 +29,6 @@
 //! id is published again. A buffer handed to a send stays untouched until
 //! the send's completion arrives.
 
-use super::handoff::{self, Handoff};
 use super::sys::Mapping;
 use super::xsk::{Action, XskSet};
 use crate::conn::ConnTable;
@@ -47,17 +46,15 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Buffer group id of the shard's ring (one ring per io_uring).
 const BGID: u16 = 0;
 /// user_data of the multishot receive; a send's user_data is its buffer id.
 const UD_RECV: u64 = u64::MAX;
-/// user_data of the multishot poll on the hand-off eventfd.
-const UD_WAKE: u64 = u64::MAX - 1;
 /// user_data of the multishot poll on AF_XDP socket i: UD_XSK + i (above
-/// every buffer id, below UD_WAKE).
+/// every buffer id, below UD_RECV).
 const UD_XSK: u64 = 1 << 32;
 /// Most frames taken from one AF_XDP socket per pass of the loop.
 const XSK_BATCH: u32 = 256;
@@ -75,43 +72,6 @@ pub enum ShardRequest {
     ListConns(Sender<Vec<ConnInfo>>),
 }
 
-/// A shard's connection table and counters, as every shard sees them.
-///
-/// The shard holds its table's lock while it works (one uncontended lock
-/// per pass). With several XDP shards, a shard that receives a frame whose
-/// connection another shard owns takes that shard's lock if it is free (the
-/// owner is asleep or between passes) and runs the frame against the
-/// owner's table itself; only when the owner is busy does the frame go
-/// through a hand-off lane. No lock is ever waited for while another is
-/// held, and a borrowed lock is held for one frame.
-pub struct Peer {
-    pub conns: Mutex<ConnTable>,
-    pub counters: Arc<ShardCounters>,
-}
-
-impl Peer {
-    pub fn new(conn_capacity: usize, now: u64) -> Peer {
-        Peer {
-            conns: Mutex::new(ConnTable::new(conn_capacity, now)),
-            counters: Arc::new(ShardCounters::default()),
-        }
-    }
-
-    /// The table, waiting for a shard that borrowed it (for one frame).
-    fn lock(&self) -> MutexGuard<'_, ConnTable> {
-        self.conns.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The table, if no shard holds it now.
-    fn try_lock(&self) -> Option<MutexGuard<'_, ConnTable>> {
-        match self.conns.try_lock() {
-            Ok(g) => Some(g),
-            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        }
-    }
-}
-
 /// Everything a shard thread needs.
 pub struct ShardParams {
     pub id: usize,
@@ -119,8 +79,10 @@ pub struct ShardParams {
     pub ifaces: Arc<ArcSwap<Interfaces>>,
     pub rules: Arc<ArcSwap<RuleTable>>,
     pub neigh: Arc<ArcSwap<NeighTable>>,
-    /// Every shard's table and counters; this shard's is `peers[id]`.
-    pub peers: Arc<[Peer]>,
+    /// This shard's counters (the control thread reads them).
+    pub counters: Arc<ShardCounters>,
+    /// Connections the shard's table holds at most.
+    pub conn_capacity: usize,
     pub stop: Arc<AtomicBool>,
     pub requests: Receiver<ShardRequest>,
     /// The clock's origin, shared by every shard.
@@ -140,8 +102,6 @@ pub struct ShardParams {
     /// How long to keep polling the AF_XDP sockets after the last frame
     /// before sleeping.
     pub busy_poll: Duration,
-    /// With several XDP shards: the lanes to and from the other shards.
-    pub handoff: Option<Handoff>,
 }
 
 /// The provided-buffer ring and the buffers it hands out.
@@ -283,15 +243,12 @@ pub fn run(p: ShardParams) -> io::Result<()> {
     };
 
     let now_ms = |epoch: Instant| u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let peers = p.peers;
-    let me = &peers[p.id];
+    let mut table = ConnTable::new(p.conn_capacity, now_ms(p.epoch));
     let mut recv_armed = false;
     let mut xsk = p.xsk;
     let mut xsk_armed = vec![false; xsk.as_ref().map_or(0, |x| x.sockets.len())];
     let mut xsk_busy = false;
     let mut xsk_unsent = false;
-    let mut handoff = p.handoff;
-    let mut wake_armed = false;
     let mut xsk_last_work = Instant::now();
     let mut xdp_stats_at = 0u64;
     let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(cq_size as usize);
@@ -299,7 +256,7 @@ pub fn run(p: ShardParams) -> io::Result<()> {
     let mut fanout_generation = 0u64;
     let ts = types::Timespec::from(IDLE_WAIT);
     let retry = types::Timespec::from(TX_RETRY_WAIT);
-    let c = &*me.counters;
+    let c = &*p.counters;
 
     while !p.stop.load(Ordering::Relaxed) {
         if !recv_armed {
@@ -321,24 +278,12 @@ pub fn run(p: ShardParams) -> io::Result<()> {
                 }
             }
         }
-        if let Some(h) = handoff.as_ref().filter(|_| !wake_armed) {
-            let e = opcode::PollAdd::new(types::Fd(h.wake_fd()), libc::POLLIN as u32)
-                .multi(true)
-                .build()
-                .user_data(UD_WAKE);
-            push(&mut ring, &e)?;
-            wake_armed = true;
-        }
         // With AF_XDP frames still waiting, or within the busy-poll time
         // after the last ones, look again without sleeping (and without a
         // system call when there is nothing to submit and no completion
-        // work queued). A shard about to sleep tells the others, unless
-        // they have left it frames already.
-        let mut spin = xsk.is_some()
+        // work queued).
+        let spin = xsk.is_some()
             && (xsk_busy || (!p.busy_poll.is_zero() && xsk_last_work.elapsed() < p.busy_poll));
-        if let Some(h) = handoff.as_ref().filter(|_| !spin) {
-            spin = !h.sleep();
-        }
         // Spinning, still enter when completion work waits: deferred work
         // runs only then (the taskrun flag says so).
         if !spin || !ring.submission().is_empty() || ring.submission().taskrun() {
@@ -353,9 +298,6 @@ pub fn run(p: ShardParams) -> io::Result<()> {
                 Err(e) => return Err(e),
             }
         }
-        if let Some(h) = &handoff {
-            h.awake();
-        }
 
         // One batch: one clock read, one load of each table.
         let now = now_ms(p.epoch);
@@ -367,8 +309,7 @@ pub fn run(p: ShardParams) -> io::Result<()> {
             fanout_generation = rules.generation;
             update_fanout(fd, &rules, &mut fanout_vips);
         }
-        // Held until this pass has no more use for it (before sending).
-        let mut conns = me.lock();
+        let conns = &mut table;
         conns.expire(now);
         if let Some(x) = xsk.as_ref().filter(|_| now >= xdp_stats_at) {
             // The kernel's counters, a system call per socket: now and then.
@@ -399,14 +340,7 @@ pub fn run(p: ShardParams) -> io::Result<()> {
         );
         let mut returned = 0usize;
         for &(ud, res, flags) in &completions {
-            if ud == UD_WAKE {
-                wake_armed &= cqueue::more(flags);
-                if let Some(h) = &handoff {
-                    h.clear_wake();
-                }
-                continue;
-            }
-            if (UD_XSK..UD_WAKE).contains(&ud) {
+            if (UD_XSK..UD_RECV).contains(&ud) {
                 if !cqueue::more(flags) {
                     let i = usize::try_from(ud - UD_XSK).unwrap_or(usize::MAX);
                     if let Some(a) = xsk_armed.get_mut(i) {
@@ -468,7 +402,7 @@ pub fn run(p: ShardParams) -> io::Result<()> {
                                 start: off,
                                 len: plen,
                             };
-                            match dataplane::process(&ctx, &mut conns, slot, &mut frame) {
+                            match dataplane::process(&ctx, conns, slot, &mut frame) {
                                 Verdict::Forward { iface } => {
                                     match ifaces.list.get(usize::from(iface)).map(|i| i.ifindex) {
                                         Some(ifx) => {
@@ -515,7 +449,7 @@ pub fn run(p: ShardParams) -> io::Result<()> {
             bufs.publish();
         }
         if let Some(x) = xsk.as_mut() {
-            let pass = xsk_pass(x, handoff.as_mut(), &peers, &ctx, conns, p.local_tun);
+            let pass = xsk_pass(x, c, &ctx, conns, p.local_tun);
             xsk_busy = pass.busy;
             xsk_unsent = pass.unsent;
             if pass.frames > 0 && !p.busy_poll.is_zero() {
@@ -525,7 +459,7 @@ pub fn run(p: ShardParams) -> io::Result<()> {
             c.conns.store(conns.len() as u64, Ordering::Relaxed);
         }
     }
-    me.lock().clear();
+    table.clear();
     c.conns.store(0, Ordering::Relaxed);
     drop(ring);
     drop(bufs);
@@ -536,111 +470,44 @@ pub fn run(p: ShardParams) -> io::Result<()> {
 struct XskPass {
     /// Frames received.
     frames: u32,
-    /// A socket or lane had more than one batch: look again at once.
+    /// A socket had more than one batch: look again at once.
     busy: bool,
     /// A TX ring still holds frames: kick it again soon.
     unsent: bool,
 }
 
 /// One pass over the AF_XDP sockets: take back sent frames, run every
-/// received frame through the data path (a frame whose connection another
-/// shard owns: against that shard's table if it is free, else through the
-/// lane to it), then the frames other shards handed over; let go of the
-/// table (`conns`, this shard's, locked); refill, send.
+/// received frame through the data path against this shard's table
+/// (`conns`), refill, send.
 fn xsk_pass(
     x: &mut XskSet,
-    mut handoff: Option<&mut Handoff>,
-    peers: &[Peer],
+    c: &ShardCounters,
     ctx: &Ctx,
-    mut conns: MutexGuard<'_, ConnTable>,
+    conns: &mut ConnTable,
     local_tun: Option<std::os::fd::RawFd>,
 ) -> XskPass {
-    let c = &*peers[ctx.shard].counters;
     x.reclaim();
     let mut busy = false;
     let mut total = 0;
     let mut rx_bytes = 0u64;
-    let (mut handed, mut queued) = (0u64, 0u64);
     for i in 0..x.sockets.len() {
         let slot = x.sockets[i].slot;
         let n = x.receive(i, XSK_BATCH, |buf, off, len| {
             rx_bytes += len as u64;
-            if let Some(h) = handoff.as_deref_mut() {
-                let packet = &buf[off..off + len];
-                let to = handoff::owner(packet, &ctx.rules.vips, h.shards);
-                if to != h.id {
-                    handed += 1;
-                    let owner = &peers[to];
-                    // Only with nothing of ours still in the lane to the
-                    // owner: a frame run here must not overtake an earlier
-                    // one of its flow queued there.
-                    let theirs = if h.lane_idle(to) {
-                        owner.try_lock()
-                    } else {
-                        None
-                    };
-                    if let Some(mut theirs) = theirs {
-                        // The owner is not working: no copy, no wake-up.
-                        let a = handle(ctx, &mut theirs, c, local_tun, slot, buf, off, len);
-                        owner
-                            .counters
-                            .conns
-                            .store(theirs.len() as u64, Ordering::Relaxed);
-                        return a;
-                    }
-                    if h.push(to, slot, packet) {
-                        queued += 1;
-                    } else {
-                        bump(&c.drops[DropReason::HandoffFull as usize], 1);
-                    }
-                    return Action::Recycle;
-                }
-            }
-            handle(ctx, &mut conns, c, local_tun, slot, buf, off, len)
+            handle(ctx, conns, c, local_tun, slot, buf, off, len)
         });
         busy |= n == XSK_BATCH;
         total += n;
     }
-    // Counted once per pass, not per frame; a frame handed over counts as
-    // received here, where it came in.
+    // Counted once per pass, not per frame.
     bump(&c.rx_frames, u64::from(total));
     bump(&c.rx_xdp_frames, u64::from(total));
     bump(&c.rx_bytes, rx_bytes);
-    if let Some(h) = handoff.as_deref_mut() {
-        bump(&c.handed_off, handed);
-        bump(&c.handoff_queued, queued);
-        let (_, more) = h.drain(XSK_BATCH, |slot, packet| {
-            let taken = x.inject(packet, |buf, off, len| {
-                handle(ctx, &mut conns, c, local_tun, slot, buf, off, len)
-            });
-            if !taken {
-                // No free frame: dropped rather than left in the lane, which
-                // would hold up the sender's frames behind it.
-                bump(&c.drops[DropReason::HandoffFull as usize], 1);
-            }
-        });
-        busy |= more;
-    }
     c.conns.store(conns.len() as u64, Ordering::Relaxed);
-    // Sending runs the receivers' stacks on veth (for TCP, most of a
-    // shard's time): other shards run this one's frames against its table
-    // meanwhile rather than queue them.
-    drop(conns);
     for i in 0..x.sockets.len() {
         x.refill(i);
     }
-    // Everything this pass ran (for other shards too, and what they handed
-    // over) goes out before what it queued is published: a frame queued
-    // after one of its flow was run here must not reach the wire first.
-    // A TX ring the kernel did not empty (a busy driver) holds the
-    // queueing and the release back until a later pass has sent it.
-    let flushed = x.flush();
-    if let Some(h) = handoff.filter(|_| flushed.go_on) {
-        h.flush();
-        // The lanes' frames are sent: their senders may run their shard's
-        // frames themselves again.
-        h.release();
-    }
+    let unsent = x.flush();
     let (frames, bytes, failed) = x.take_stats();
     bump(&c.tx_frames, frames);
     bump(&c.tx_bytes, bytes);
@@ -648,7 +515,7 @@ fn xsk_pass(
     XskPass {
         frames: total,
         busy,
-        unsent: flushed.unsent,
+        unsent,
     }
 }
 

@@ -141,10 +141,16 @@ impl XdpFilter {
 
     /// The program for the interface with MAC address `mac`, redirecting to
     /// the sockets in `xsks`.
-    pub fn program(&self, mac: [u8; 6], xsks: &Map) -> Result<Vec<bpf::Insn>, String> {
+    pub fn program(
+        &self,
+        mac: [u8; 6],
+        xsks: &Map,
+        shards: usize,
+    ) -> Result<Vec<bpf::Insn>, String> {
         program(
             mac,
             xsks.fd(),
+            shards,
             [&self.svc4, &self.nat4, &self.local4],
             [&self.svc6, &self.nat6, &self.local6],
         )
@@ -205,12 +211,12 @@ fn remove_stale<T: Ord + Copy>(
     }
 }
 
-/// An interface to attach to: name, ifindex, MAC address, and (queue,
-/// socket) pairs.
+/// An interface to attach to: name, ifindex, MAC address, and (socket map
+/// key, socket) pairs.
 pub type Target = (String, u32, [u8; 6], Vec<(u32, i32)>);
 
 /// Loads and attaches the program on each interface of `ifaces`.
-pub fn attach(filter: &XdpFilter, ifaces: &[Target]) -> io::Result<Attached> {
+pub fn attach(filter: &XdpFilter, ifaces: &[Target], shards: usize) -> io::Result<Attached> {
     let mut a = Attached {
         _links: Vec::new(),
         _progs: Vec::new(),
@@ -222,7 +228,9 @@ pub fn attach(filter: &XdpFilter, ifaces: &[Target]) -> io::Result<Attached> {
         for (q, fd) in sockets {
             xsks.update(&q.to_ne_bytes(), &fd.to_ne_bytes())?;
         }
-        let insns = filter.program(*mac, &xsks).map_err(io::Error::other)?;
+        let insns = filter
+            .program(*mac, &xsks, shards)
+            .map_err(io::Error::other)?;
         let prog = bpf::load_xdp(&insns, "lvsd_xdp")?;
         let link = bpf::attach_xdp(&prog, *ifindex)
             .map_err(|e| io::Error::new(e.kind(), format!("attaching to {name}: {e}")))?;
@@ -319,7 +327,7 @@ pub fn setup(ifaces: &Interfaces, shards: usize) -> io::Result<Backend> {
     }
     let shards = shards.max(1);
     let filter = XdpFilter::new()?;
-    let mut bindings = vec![Vec::new(); shards];
+    let mut bindings = Vec::new();
     for (slot, i) in ifaces.list.iter().enumerate() {
         let slot = u16::try_from(slot).map_err(|_| io::Error::other("too many interfaces"))?;
         let queues = rx_queues(&i.name);
@@ -330,13 +338,16 @@ pub fn setup(ifaces: &Interfaces, shards: usize) -> io::Result<Backend> {
             )));
         }
         for q in 0..queues {
-            bindings[q as usize % shards].push((slot, i.ifindex, q));
+            bindings.push((slot, i.ifindex, q));
         }
     }
-    let sets = bindings
-        .iter()
-        .map(|b| XskSet::new(b, ring_size(b.len()), ifaces.list.len()))
-        .collect::<io::Result<Vec<_>>>()?;
+    // Frames for each queue's fill, RX and TX rings (three rings' worth),
+    // within MAX_FRAMES per shard.
+    let ring = ring_size((bindings.len() * 3).div_ceil(2 * shards));
+    let sets = XskSet::for_shards(&bindings, shards, ring, ifaces.list.len())?;
+    // The program's socket map: queue q's socket of shard j at q * shards
+    // + j.
+    let n = u32::try_from(shards).map_err(|_| io::Error::other("too many shards"))?;
     let per_iface: Vec<Target> = ifaces
         .list
         .iter()
@@ -344,14 +355,15 @@ pub fn setup(ifaces: &Interfaces, shards: usize) -> io::Result<Backend> {
         .map(|(slot, i)| {
             let socks = sets
                 .iter()
-                .flat_map(|set| set.sockets.iter())
-                .filter(|s| usize::from(s.slot) == slot)
-                .map(|s| (s.queue, s.raw_fd()))
+                .zip(0u32..)
+                .flat_map(|(set, j)| set.sockets.iter().map(move |s| (j, s)))
+                .filter(|(_, s)| usize::from(s.slot) == slot)
+                .map(|(j, s)| (s.queue * n + j, s.raw_fd()))
                 .collect();
             (i.name.clone(), i.ifindex, i.mac.0, socks)
         })
         .collect();
-    let attached = attach(&filter, &per_iface)?;
+    let attached = attach(&filter, &per_iface, shards)?;
     Ok(Backend {
         filter,
         attached,
@@ -385,10 +397,10 @@ fn copy_words(a: &mut Asm, from: i16, to: i16, words: i16) {
     }
 }
 
-/// The lookups for one IP version, with r7 the L4 protocol: to `redirect`
-/// when (destination, its port, protocol) is a service, or (source, its
-/// port, protocol) a NAT destination and the destination not a local
-/// address; to `pass` otherwise. Addresses are `words` 32-bit words long;
+/// The lookups for one IP version, with r7 the L4 protocol: to
+/// `to_service` when (destination, its port, protocol) is a service, to
+/// `from_nat` when (source, its port, protocol) is a NAT destination and the
+/// destination not a local address; to `pass` otherwise. Addresses are `words` 32-bit words long;
 /// `at` holds the offsets of the source, the destination and the L4 header.
 /// The key's layout is [`key`]'s.
 fn lookups(
@@ -396,7 +408,7 @@ fn lookups(
     maps: [&Map; 3],
     words: i16,
     (src, dst, l4): (i16, i16, i16),
-    redirect: Label,
+    (to_service, from_nat): (Label, Label),
     pass: Label,
 ) {
     let port_at = KEY + 4 * words;
@@ -406,7 +418,7 @@ fn lookups(
         .store(Size::B, R::R10, port_at + 2, R::R7)
         .store_imm(Size::B, R::R10, port_at + 3, 0);
     lookup(a, maps[0], KEY);
-    a.jmp_imm(Cond::Ne, R::R0, 0, redirect);
+    a.jmp_imm(Cond::Ne, R::R0, 0, to_service);
     // The same key with the source and its port (protocol and pad stay).
     copy_words(a, src, KEY, words);
     a.load(Size::H, R::R2, R::R8, l4)
@@ -415,7 +427,7 @@ fn lookups(
     a.jmp_imm(Cond::Eq, R::R0, 0, pass);
     copy_words(a, dst, LOCAL_KEY, words);
     lookup(a, maps[2], LOCAL_KEY);
-    a.jmp_imm(Cond::Ne, R::R0, 0, pass).jmp(redirect);
+    a.jmp_imm(Cond::Ne, R::R0, 0, pass).jmp(from_nat);
 }
 
 /// Looks up the key at fp+`at` in `map`; r0 is the result.
@@ -434,12 +446,18 @@ fn lookup(a: &mut Asm, map: &Map, at: i16) {
 fn program(
     mac: [u8; 6],
     xsks: i32,
+    shards: usize,
     v4: [&Map; 3],
     v6: [&Map; 3],
 ) -> Result<Vec<bpf::Insn>, String> {
+    let shards = i32::try_from(shards.max(1)).map_err(|_| "too many shards".to_string())?;
     let mut a = Asm::default();
     let pass = a.label();
     let redirect = a.label();
+    let client_src = a.label();
+    let client_dst = a.label();
+    let hash = a.label();
+    let first_shard = a.label();
     let ipv4 = a.label();
     let ipv6 = a.label();
     let l4v4 = a.label();
@@ -487,7 +505,14 @@ fn program(
         .jmp_imm(Cond::Eq, R::R7, 6, l4v4)
         .jmp_imm(Cond::Ne, R::R7, 17, pass);
     a.bind(l4v4);
-    lookups(&mut a, v4, 1, (V4_SRC, V4_DST, V4_L4), redirect, pass);
+    lookups(
+        &mut a,
+        v4,
+        1,
+        (V4_SRC, V4_DST, V4_L4),
+        (client_src, client_dst),
+        pass,
+    );
 
     // IPv6, TCP or UDP right after the fixed header.
     a.bind(ipv6)
@@ -498,11 +523,40 @@ fn program(
         .jmp_imm(Cond::Eq, R::R7, 6, l4v6)
         .jmp_imm(Cond::Ne, R::R7, 17, pass);
     a.bind(l4v6);
-    lookups(&mut a, v6, 4, (V6_SRC, V6_DST, V6_L4), redirect, pass);
+    lookups(
+        &mut a,
+        v6,
+        4,
+        (V6_SRC, V6_DST, V6_L4),
+        (first_shard, first_shard),
+        pass,
+    );
 
-    // To the socket of the receive queue; to the kernel if it has none.
+    // The shard that owns the connection: the client's address and port
+    // hashed as fanout::flow_hash does (IPv6: the first shard), so both
+    // directions of a connection reach the same shard.
+    a.bind(client_src)
+        .load(Size::W, R::R2, R::R8, V4_SRC)
+        .load(Size::H, R::R3, R::R8, V4_L4)
+        .jmp(hash);
+    a.bind(client_dst)
+        .load(Size::W, R::R2, R::R8, V4_DST)
+        .load(Size::H, R::R3, R::R8, V4_L4 + 2);
+    a.bind(hash)
+        .from_be(R::R2, 32)
+        .from_be(R::R3, 16)
+        .xor32(R::R2, R::R3)
+        .mul32_imm(R::R2, super::fanout::HASH_MUL as i32)
+        .rsh32_imm(R::R2, 16)
+        .mod32_imm(R::R2, shards)
+        .jmp(redirect);
+    a.bind(first_shard).mov_imm(R::R2, 0);
+    // To that shard's socket on the receive queue (key queue * shards +
+    // shard); to the kernel if there is none.
     a.bind(redirect)
-        .load(Size::W, R::R2, R::R6, 16)
+        .load(Size::W, R::R3, R::R6, 16)
+        .mul32_imm(R::R3, shards)
+        .add32(R::R2, R::R3)
         .load_map(R::R1, xsks)
         .mov_imm(R::R3, XDP_PASS)
         .call(bpf::HELPER_REDIRECT_MAP)
@@ -596,7 +650,7 @@ mod tests {
             }
         };
         let xsks = Map::create(bpf::MAP_XSKMAP, 4, 4, 4).unwrap();
-        let insns = filter.program([0x02, 0, 0, 0, 0, 0x81], &xsks).unwrap();
+        let insns = filter.program([0x02, 0, 0, 0, 0, 0x81], &xsks, 2).unwrap();
         bpf::load_xdp(&insns, "lvsd_test").unwrap();
     }
 }

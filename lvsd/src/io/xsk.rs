@@ -1,20 +1,26 @@
 //! AF_XDP sockets: the fast path of the XDP backend.
 //!
-//! One UMEM (a region of fixed-size frames) per shard is shared by that
-//! shard's sockets, one socket per (interface, receive queue). A frame
-//! received on one interface is transmitted on another by handing the same
-//! frame to the other socket's TX ring: no copy in lvsd, and the kernel's one
-//! copy (in copy mode) or none (zero-copy drivers).
+//! One UMEM (a region of fixed-size frames) is shared by every shard's
+//! sockets. Each shard has a socket on every receive queue of every
+//! interface: on its own queues (queue mod shards) the socket with the
+//! queue's fill, completion and TX rings, on the others one that only
+//! receives. The XDP program steers each frame to the socket of the shard
+//! that owns its connection ([`super::xdp`]). A frame received on one
+//! interface is transmitted on another by handing the same frame to the
+//! shard's socket there: no copy in lvsd, and the kernel's one copy (in copy
+//! mode) or none (zero-copy drivers).
 //!
-//! Each socket has four single-producer single-consumer rings shared with
-//! the kernel: fill (frames lvsd gives for receiving), RX (frames received),
-//! TX (frames to send) and completion (frames sent). The shard's free list
-//! holds every frame that is in none of them.
+//! Rings shared with the kernel: per socket an RX ring (frames received)
+//! and, on the shard's own queues, a TX ring (frames to send); per queue a
+//! fill ring (frames lvsd gives for receiving, topped up by whichever shard
+//! took frames from it, under its lock) and a completion ring (frames sent,
+//! read by the queue's shard). A shard's free list holds the frames it has
+//! that are in none of them.
 //!
 //! Ownership of frames (the safety argument for every raw access here): a
 //! frame belongs to the kernel from the moment its address is published in a
-//! fill or TX ring until an RX or completion ring returns it; otherwise to
-//! this shard's thread.
+//! fill or TX ring until an RX or completion ring returns it, then to the
+//! shard whose ring returned it, until that shard publishes it again.
 
 // UMEM addresses, lengths and ring offsets are u64 and u32 in the kernel's
 // ABI; on the 64-bit targets lvsd is built for (checked below) they convert
@@ -31,15 +37,12 @@ const _: () = assert!(
 );
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
 use super::sys::Mapping;
 
 /// Bytes per UMEM frame (aligned mode: a power of two, at most a page).
 pub const FRAME: usize = 2048;
-/// Where in its frame the kernel puts a received packet (XDP_PACKET_HEADROOM
-/// with no UMEM headroom).
-const RX_OFFSET: usize = 256;
 
 /// One ring. `local` is this side's index: the producer index for the fill
 /// and TX rings, the consumer index for RX and completion.
@@ -141,13 +144,20 @@ impl Ring {
     }
 }
 
-/// One AF_XDP socket bound to one queue of one interface.
+/// A queue's fill ring, shared by every shard's socket on that queue: any
+/// shard that took frames from it gives it frames back.
+type SharedFill = Arc<Mutex<Ring>>;
+
+/// One AF_XDP socket bound to one queue of one interface: the queue's own
+/// shard's (with the TX and completion rings), or another shard's, which
+/// only receives (what the XDP program steers to that shard).
 pub struct Socket {
     fd: OwnedFd,
     rx: Ring,
-    tx: Ring,
-    fill: Ring,
-    comp: Ring,
+    /// On the shard's own queues: its TX and completion rings.
+    tx: Option<Ring>,
+    comp: Option<Ring>,
+    fill: SharedFill,
     /// The interface's slot in the shard's interface list.
     pub slot: u16,
     pub queue: u32,
@@ -162,10 +172,6 @@ impl Socket {
         self.fd.as_raw_fd()
     }
 }
-
-/// Socket option: frames one copy-mode send call may transmit (at most the
-/// TX ring's size; not in the libc crate yet).
-const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
 
 fn setsockopt<T>(fd: RawFd, opt: libc::c_int, v: &T) -> io::Result<()> {
     // SAFETY: `v` is a valid T of the size passed.
@@ -205,11 +211,24 @@ fn getsockopt<T: Plain>(fd: RawFd, opt: libc::c_int) -> io::Result<T> {
     }
 }
 
-/// The shard's UMEM and its sockets.
+/// The UMEM every shard's sockets share.
+struct Umem(Mapping);
+
+// SAFETY: the mapping lives as long as the Umem; which thread touches which
+// frame follows the ownership rules in the module docs.
+unsafe impl Send for Umem {}
+// SAFETY: as for Send: shards share the mapping, never a frame.
+unsafe impl Sync for Umem {}
+
+// SAFETY: a ring's pointers point into its own mapping; the shared fill
+// rings are only touched under their mutex.
+unsafe impl Send for Ring {}
+
+/// A shard's sockets, over the UMEM all shards share.
 pub struct XskSet {
     /// Declared (so dropped) before the UMEM they use.
     pub sockets: Vec<Socket>,
-    area: Mapping,
+    area: Arc<Umem>,
     /// Free frames, by address within the UMEM.
     free: Vec<u64>,
     /// For each interface slot, the socket that transmits on it.
@@ -217,15 +236,14 @@ pub struct XskSet {
     /// Whether the kernel runs the sockets in zero-copy mode.
     pub zero_copy: bool,
     failed_sends: u64,
-    /// Since when a TX ring has held frames the kernel turned away.
-    unsent_since: Option<Instant>,
     sent_frames: u64,
     sent_bytes: u64,
 }
 
-// SAFETY: the raw pointers point into mappings the set owns; the set moves
-// to its shard thread once, and only that thread touches the rings and
-// frames afterwards.
+// SAFETY: the raw pointers point into mappings the set owns or shares (the
+// UMEM, and the fill rings of other shards' queues, each behind its mutex);
+// the set moves to its shard thread once, and only that thread touches its
+// own rings and the frames it holds afterwards.
 unsafe impl Send for XskSet {}
 
 /// What to do with a received frame.
@@ -240,157 +258,129 @@ pub enum Action {
 pub type Binding = (u16, u32, u32);
 
 impl XskSet {
-    /// Creates the UMEM and one socket per binding, `ring` entries per ring.
-    pub fn new(bindings: &[Binding], ring: u32, slots: usize) -> io::Result<XskSet> {
-        if bindings.is_empty() || !ring.is_power_of_two() {
+    /// Creates the UMEM and, for every binding, one socket per shard: the
+    /// queue's own shard (queue mod `shards`) gets the one with the fill,
+    /// completion and TX rings; each other shard one that shares them and
+    /// receives what the XDP program steers to it. `ring` entries per ring,
+    /// `slots` interfaces. Returns one set per shard.
+    pub fn for_shards(
+        bindings: &[Binding],
+        shards: usize,
+        ring: u32,
+        slots: usize,
+    ) -> io::Result<Vec<XskSet>> {
+        if bindings.is_empty() || shards == 0 || !ring.is_power_of_two() {
             return Err(io::Error::other("no interface to bind AF_XDP sockets to"));
         }
-        let frames = bindings.len() * ring as usize * 2;
-        let area = Mapping::anonymous(frames * FRAME)?;
-        let mut set = XskSet {
-            area,
-            sockets: Vec::with_capacity(bindings.len()),
-            free: (0..frames as u64).rev().map(|i| i * FRAME as u64).collect(),
-            tx_for: vec![None; slots],
-            zero_copy: false,
-            failed_sends: 0,
-            unsent_since: None,
-            sent_frames: 0,
-            sent_bytes: 0,
-        };
-        let mut owner: Option<RawFd> = None;
+        // Per queue: its fill ring, its RX rings (however many shards
+        // share the queue, they draw on one fill ring), one TX ring.
+        let frames = bindings.len() * ring as usize * 3;
+        let area = Arc::new(Umem(Mapping::anonymous(frames * FRAME)?));
+        let mut sets: Vec<XskSet> = (0..shards)
+            .map(|_| XskSet {
+                area: Arc::clone(&area),
+                sockets: Vec::new(),
+                free: Vec::new(),
+                tx_for: vec![None; slots],
+                zero_copy: false,
+                failed_sends: 0,
+                sent_frames: 0,
+                sent_bytes: 0,
+            })
+            .collect();
+        let mut umem_owner: Option<RawFd> = None;
         for &(slot, ifindex, queue) in bindings {
-            let s = set.open(ifindex, queue, slot, ring, owner)?;
-            owner.get_or_insert(s.fd.as_raw_fd());
+            let own = queue as usize % shards;
+            let first = open(&area.0, ifindex, queue, slot, ring, umem_owner, None)?;
+            let fill = Arc::clone(&first.fill);
+            let first_fd = first.raw_fd();
+            umem_owner.get_or_insert(first_fd);
+            let set = &mut sets[own];
             if let Some(t) = set.tx_for.get_mut(usize::from(slot)) {
                 t.get_or_insert(set.sockets.len());
             }
-            set.sockets.push(s);
+            set.sockets.push(first);
+            for (_, set) in sets.iter_mut().enumerate().filter(|(j, _)| *j != own) {
+                let s = open(
+                    &area.0,
+                    ifindex,
+                    queue,
+                    slot,
+                    ring,
+                    Some(first_fd),
+                    Some(Arc::clone(&fill)),
+                )?;
+                set.sockets.push(s);
+            }
         }
-        set.zero_copy = set.sockets.iter().all(|s| s.zero_copy);
-        for i in 0..set.sockets.len() {
-            set.refill(i);
+        // Every fill ring full to start with; the rest shared out.
+        let mut all: Vec<u64> = (0..frames as u64).rev().map(|i| i * FRAME as u64).collect();
+        for set in &sets {
+            for s in set.sockets.iter().filter(|s| s.tx.is_some()) {
+                let mut f = s.fill.lock().unwrap_or_else(|e| e.into_inner());
+                let n = f.free();
+                for k in 0..n {
+                    if let Some(addr) = all.pop() {
+                        // SAFETY: slot `k` past the producer index is ours.
+                        unsafe { *f.addr_at(k) = addr };
+                    }
+                }
+                f.local = f.local.wrapping_add(n);
+                f.publish();
+            }
         }
-        Ok(set)
-    }
-
-    fn open(
-        &self,
-        ifindex: u32,
-        queue: u32,
-        slot: u16,
-        ring: u32,
-        owner: Option<RawFd>,
-    ) -> io::Result<Socket> {
-        // SAFETY: plain socket creation.
-        let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
+        let share = all.len() / shards;
+        for set in &mut sets {
+            let at = all.len().saturating_sub(share);
+            set.free = all.split_off(at);
         }
-        // SAFETY: just created, owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let s = fd.as_raw_fd();
-        if owner.is_none() {
-            let reg = libc::xdp_umem_reg {
-                addr: self.area.ptr as u64,
-                len: self.area.len as u64,
-                chunk_size: FRAME as u32,
-                headroom: 0,
-                flags: 0,
-                tx_metadata_len: 0,
-            };
-            setsockopt(s, libc::XDP_UMEM_REG, &reg)?;
+        if let Some(last) = sets.last_mut() {
+            last.free.append(&mut all);
         }
-        // Every (interface, queue) has its own fill and completion rings,
-        // shared UMEM or not.
-        setsockopt(s, libc::XDP_UMEM_FILL_RING, &ring)?;
-        setsockopt(s, libc::XDP_UMEM_COMPLETION_RING, &ring)?;
-        setsockopt(s, libc::XDP_RX_RING, &ring)?;
-        setsockopt(s, libc::XDP_TX_RING, &ring)?;
-        // In copy mode a send call transmits at most this many frames (32
-        // by default, then EAGAIN): one call per pass instead of one per 32
-        // frames. Kernel 6.17+; older kernels keep their default.
-        let _ = setsockopt(s, XDP_MAX_TX_SKB_BUDGET, &ring);
-        let off: libc::xdp_mmap_offsets = getsockopt(s, libc::XDP_MMAP_OFFSETS)?;
-        let d = size_of::<libc::xdp_desc>();
-        let rx = Ring::new(s, &off.rx, ring, d, libc::XDP_PGOFF_RX_RING as u64, false)?;
-        let tx = Ring::new(s, &off.tx, ring, d, libc::XDP_PGOFF_TX_RING as u64, true)?;
-        let fill = Ring::new(s, &off.fr, ring, 8, libc::XDP_UMEM_PGOFF_FILL_RING, true)?;
-        let comp = Ring::new(
-            s,
-            &off.cr,
-            ring,
-            8,
-            libc::XDP_UMEM_PGOFF_COMPLETION_RING,
-            false,
-        )?;
-        let sa = libc::sockaddr_xdp {
-            sxdp_family: libc::AF_XDP as u16,
-            sxdp_flags: if owner.is_some() {
-                libc::XDP_SHARED_UMEM
-            } else {
-                0
-            },
-            sxdp_ifindex: ifindex,
-            sxdp_queue_id: queue,
-            sxdp_shared_umem_fd: owner.map_or(0, |o| o as u32),
-        };
-        // SAFETY: `sa` is a valid sockaddr_xdp of the size passed.
-        let r = unsafe {
-            libc::bind(
-                s,
-                (&sa as *const libc::sockaddr_xdp).cast(),
-                size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
+        for set in &mut sets {
+            set.zero_copy = set.sockets.iter().all(|s| s.zero_copy);
         }
-        Ok(Socket {
-            fd,
-            rx,
-            tx,
-            fill,
-            comp,
-            slot,
-            queue,
-            pending: 0,
-            zero_copy: getsockopt::<libc::xdp_options>(s, libc::XDP_OPTIONS)
-                .is_ok_and(|o| o.flags & libc::XDP_OPTIONS_ZEROCOPY != 0),
-        })
+        Ok(sets)
     }
 
     /// Takes back every frame the kernel has finished sending.
     pub fn reclaim(&mut self) {
         for s in &mut self.sockets {
-            let n = s.comp.ready();
+            let Some(comp) = s.comp.as_mut() else {
+                continue;
+            };
+            let n = comp.ready();
             for i in 0..n {
                 // SAFETY: entries below `ready` were written by the kernel.
-                let addr = unsafe { *s.comp.addr_at(i) };
+                let addr = unsafe { *comp.addr_at(i) };
                 self.free.push(addr & !(FRAME as u64 - 1));
             }
             if n > 0 {
-                s.comp.release(n);
+                comp.release(n);
             }
         }
     }
 
-    /// Gives socket `i`'s fill ring as many free frames as it has room for.
+    /// Gives socket `i`'s fill ring (its queue's, which other shards may
+    /// share) as many free frames as it has room for; nothing when another
+    /// shard is filling it just now.
     pub fn refill(&mut self, i: usize) {
-        let s = &mut self.sockets[i];
-        let n = s
-            .fill
+        let Ok(mut fill) = self.sockets[i].fill.try_lock() else {
+            return;
+        };
+        let n = fill
             .free()
             .min(u32::try_from(self.free.len()).unwrap_or(u32::MAX));
         for k in 0..n {
             if let Some(addr) = self.free.pop() {
-                // SAFETY: slot `k` past the producer index is ours to write.
-                unsafe { *s.fill.addr_at(k) = addr };
+                // SAFETY: slot `k` past the producer index is ours to write
+                // (the ring's producer side is behind its lock).
+                unsafe { *fill.addr_at(k) = addr };
             }
         }
         if n > 0 {
-            s.fill.local = s.fill.local.wrapping_add(n);
-            s.fill.publish();
+            fill.local = fill.local.wrapping_add(n);
+            fill.publish();
         }
     }
 
@@ -407,14 +397,15 @@ impl XskSet {
         for k in 0..n {
             // SAFETY: k < ready: the kernel wrote this descriptor.
             let d = unsafe { *self.sockets[i].rx.desc_at(k) };
-            let base = (d.addr & !(FRAME as u64 - 1)).min((self.area.len - FRAME) as u64);
+            let base = (d.addr & !(FRAME as u64 - 1)).min((self.area.0.len - FRAME) as u64);
             let off = ((d.addr - base) as usize).min(FRAME);
             let len = (d.len as usize).min(FRAME - off);
             // SAFETY: `base` is a frame inside the UMEM, handed to this
             // thread by the RX ring; no other slice of it exists while `f`
             // runs.
-            let frame =
-                unsafe { std::slice::from_raw_parts_mut(self.area.ptr.add(base as usize), FRAME) };
+            let frame = unsafe {
+                std::slice::from_raw_parts_mut(self.area.0.ptr.add(base as usize), FRAME)
+            };
             let action = f(frame, off, len);
             self.dispose(base, action);
         }
@@ -422,30 +413,6 @@ impl XskSet {
             self.sockets[i].rx.release(n);
         }
         n
-    }
-
-    /// Copies `packet` into a free frame, where the kernel would have put
-    /// it, and runs `f` on it as [`XskSet::receive`] does. False (nothing
-    /// run) when no frame is free or the packet does not fit.
-    pub fn inject(
-        &mut self,
-        packet: &[u8],
-        f: impl FnOnce(&mut [u8], usize, usize) -> Action,
-    ) -> bool {
-        if packet.len() > FRAME - RX_OFFSET {
-            return false;
-        }
-        let Some(base) = self.free.pop() else {
-            return false;
-        };
-        // SAFETY: a free frame is this thread's (module docs) and inside the
-        // UMEM; no other slice of it exists while `f` runs.
-        let frame =
-            unsafe { std::slice::from_raw_parts_mut(self.area.ptr.add(base as usize), FRAME) };
-        frame[RX_OFFSET..RX_OFFSET + packet.len()].copy_from_slice(packet);
-        let action = f(frame, RX_OFFSET, packet.len());
-        self.dispose(base, action);
-        true
     }
 
     /// Sends or recycles the frame at `base` as `action` says.
@@ -492,19 +459,23 @@ impl XskSet {
         let Some(Some(i)) = self.tx_for.get(usize::from(slot)).copied() else {
             return false;
         };
-        if self.sockets[i].tx.free() <= self.sockets[i].pending {
-            // Full (many shards' frames for one interface in one pass): send
-            // what is queued, and take back what the kernel has sent, first.
+        let room = |s: &Socket| s.tx.as_ref().map_or(0, Ring::free) > s.pending;
+        if !room(&self.sockets[i]) {
+            // Full (a pass's frames for one interface): send what is
+            // queued, and take back what the kernel has sent, first.
             self.reclaim();
             kick(&mut self.sockets[i]);
-            if self.sockets[i].tx.free() <= self.sockets[i].pending {
+            if !room(&self.sockets[i]) {
                 return false;
             }
         }
         let s = &mut self.sockets[i];
+        let Some(tx) = s.tx.as_ref() else {
+            return false;
+        };
         // SAFETY: slot `pending` past the producer index is ours to write.
         unsafe {
-            *s.tx.desc_at(s.pending) = libc::xdp_desc {
+            *tx.desc_at(s.pending) = libc::xdp_desc {
                 addr,
                 len: len as u32,
                 options: 0,
@@ -516,58 +487,131 @@ impl XskSet {
         true
     }
 
-    /// Publishes queued sends and asks the kernel to transmit them. Says
-    /// whether a TX ring still holds frames the kernel turned away (a busy
-    /// driver in copy mode: kick again soon), and whether what must not
-    /// overtake them may go on: at once when none are left, otherwise
-    /// only once the driver has turned frames away for `HOLD_MAX` (a
-    /// stalled queue must not hold up every other interface).
-    pub fn flush(&mut self) -> Flushed {
-        let mut all = true;
+    /// Publishes queued sends and asks the kernel to transmit them. True
+    /// when a TX ring still holds frames the kernel turned away (a busy
+    /// driver in copy mode): kick again soon.
+    pub fn flush(&mut self) -> bool {
+        let mut unsent = false;
         for s in &mut self.sockets {
-            all &= kick(s);
+            unsent |= !kick(s);
         }
-        if all {
-            self.unsent_since = None;
-            return Flushed {
-                unsent: false,
-                go_on: true,
-            };
-        }
-        let since = *self.unsent_since.get_or_insert_with(Instant::now);
-        Flushed {
-            unsent: true,
-            go_on: since.elapsed() >= HOLD_MAX,
-        }
+        unsent
     }
 }
 
-/// What [`XskSet::flush`] left.
-pub struct Flushed {
-    /// A TX ring still holds frames.
-    pub unsent: bool,
-    /// Frames that must not overtake them may be handed on.
-    pub go_on: bool,
+/// Opens a socket on `queue` of `ifindex` over the UMEM `area`. The first
+/// socket of all registers the UMEM (`shared_with` None); a queue's first
+/// socket (`fill` None) gets fill, completion, RX and TX rings and shares
+/// the UMEM with `shared_with`; another shard's socket on the same queue
+/// (`fill` the queue's) only an RX ring, and shares the first's rings.
+fn open(
+    area: &Mapping,
+    ifindex: u32,
+    queue: u32,
+    slot: u16,
+    ring: u32,
+    shared_with: Option<RawFd>,
+    fill: Option<SharedFill>,
+) -> io::Result<Socket> {
+    // SAFETY: plain socket creation.
+    let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: just created, owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let s = fd.as_raw_fd();
+    if shared_with.is_none() {
+        let reg = libc::xdp_umem_reg {
+            addr: area.ptr as u64,
+            len: area.len as u64,
+            chunk_size: FRAME as u32,
+            headroom: 0,
+            flags: 0,
+            tx_metadata_len: 0,
+        };
+        setsockopt(s, libc::XDP_UMEM_REG, &reg)?;
+    }
+    let first = fill.is_none();
+    if first {
+        // Every (interface, queue) has its own fill and completion rings.
+        setsockopt(s, libc::XDP_UMEM_FILL_RING, &ring)?;
+        setsockopt(s, libc::XDP_UMEM_COMPLETION_RING, &ring)?;
+        setsockopt(s, libc::XDP_TX_RING, &ring)?;
+    }
+    setsockopt(s, libc::XDP_RX_RING, &ring)?;
+    let off: libc::xdp_mmap_offsets = getsockopt(s, libc::XDP_MMAP_OFFSETS)?;
+    let d = size_of::<libc::xdp_desc>();
+    let rx = Ring::new(s, &off.rx, ring, d, libc::XDP_PGOFF_RX_RING as u64, false)?;
+    let (tx, comp, fill) = match fill {
+        Some(f) => (None, None, f),
+        None => {
+            let tx = Ring::new(s, &off.tx, ring, d, libc::XDP_PGOFF_TX_RING as u64, true)?;
+            let fill = Ring::new(s, &off.fr, ring, 8, libc::XDP_UMEM_PGOFF_FILL_RING, true)?;
+            let comp = Ring::new(
+                s,
+                &off.cr,
+                ring,
+                8,
+                libc::XDP_UMEM_PGOFF_COMPLETION_RING,
+                false,
+            )?;
+            (Some(tx), Some(comp), Arc::new(Mutex::new(fill)))
+        }
+    };
+    let sa = libc::sockaddr_xdp {
+        sxdp_family: libc::AF_XDP as u16,
+        sxdp_flags: if shared_with.is_some() {
+            libc::XDP_SHARED_UMEM
+        } else {
+            0
+        },
+        sxdp_ifindex: ifindex,
+        sxdp_queue_id: queue,
+        sxdp_shared_umem_fd: shared_with.map_or(0, |o| o as u32),
+    };
+    // SAFETY: `sa` is a valid sockaddr_xdp of the size passed.
+    let r = unsafe {
+        libc::bind(
+            s,
+            (&sa as *const libc::sockaddr_xdp).cast(),
+            size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Socket {
+        fd,
+        rx,
+        tx,
+        comp,
+        fill,
+        slot,
+        queue,
+        pending: 0,
+        zero_copy: getsockopt::<libc::xdp_options>(s, libc::XDP_OPTIONS)
+            .is_ok_and(|o| o.flags & libc::XDP_OPTIONS_ZEROCOPY != 0),
+    })
 }
-
-/// Longest that frames turned away by a driver hold up what must follow
-/// them.
-const HOLD_MAX: Duration = Duration::from_millis(10);
 
 /// Publishes socket `s`'s queued sends and asks the kernel to transmit
 /// what its TX ring holds. True when nothing is left for a later kick: in
 /// copy mode the kernel took every frame within the call; in zero-copy
 /// mode the woken driver takes them from the ring itself.
 fn kick(s: &mut Socket) -> bool {
+    let Some(tx) = s.tx.as_mut() else {
+        return true; // receives only
+    };
     if s.pending > 0 {
-        s.tx.local = s.tx.local.wrapping_add(s.pending);
-        s.tx.publish();
+        tx.local = tx.local.wrapping_add(s.pending);
+        tx.publish();
         s.pending = 0;
     }
     // Kick while anything published is still in the ring, not only after
     // new sends: a kick the driver turned away (busy) must be retried, or a
     // full ring would never drain.
-    let waiting = s.tx.unconsumed();
+    let waiting = tx.unconsumed();
     if waiting == 0 {
         return true;
     }
@@ -595,5 +639,5 @@ fn kick(s: &mut Socket) -> bool {
             return true;
         }
     }
-    s.zero_copy || s.tx.unconsumed() == 0
+    s.zero_copy || tx.unconsumed() == 0
 }
