@@ -303,9 +303,9 @@ fn two_shards_share_the_load() {
     two_shards_share_the_load_on("packet", 1);
 }
 
-/// The same with two XDP shards, one per queue: the AF_XDP sockets of both
-/// shards receive, and frames whose connection the other shard owns are
-/// handed over, so every reply still finds its connection.
+/// The same with two XDP shards, one per queue: the XDP program steers each
+/// frame to the shard that owns its connection, on whichever queue it came,
+/// so every reply finds its connection.
 #[test]
 fn two_xdp_shards_share_the_load() {
     two_shards_share_the_load_on("xdp", 2);

@@ -172,14 +172,18 @@ fn load(insns: &[Insn], name: &str, log: Option<&mut [u8]>) -> io::Result<OwnedF
     fd_of(bpf(BPF_PROG_LOAD, &mut a)?)
 }
 
-/// Attaches an XDP program to an interface (in the driver when it supports
-/// XDP, generically otherwise). Detached when the returned link closes,
-/// which the kernel also does if lvsd dies.
-pub fn attach_xdp(prog: &OwnedFd, ifindex: u32) -> io::Result<OwnedFd> {
+/// Attaches an XDP program to an interface: in the driver when it supports
+/// XDP, generically otherwise, or only in the driver (`driver_only`).
+/// Detached when the returned link closes, which the kernel also does if
+/// lvsd dies.
+pub fn attach_xdp(prog: &OwnedFd, ifindex: u32, driver_only: bool) -> io::Result<OwnedFd> {
+    /// XDP_FLAGS_DRV_MODE.
+    const DRIVER_MODE: u32 = 1 << 2;
     let mut a = Attr::new();
     a.u32(0, prog.as_raw_fd() as u32)
         .u32(4, ifindex)
-        .u32(8, ATTACH_XDP);
+        .u32(8, ATTACH_XDP)
+        .u32(12, if driver_only { DRIVER_MODE } else { 0 });
     fd_of(bpf(BPF_LINK_CREATE, &mut a)?)
 }
 

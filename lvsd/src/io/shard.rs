@@ -470,7 +470,8 @@ pub fn run(p: ShardParams) -> io::Result<()> {
 struct XskPass {
     /// Frames received.
     frames: u32,
-    /// A socket had more than one batch: look again at once.
+    /// A socket had more than one batch, or a fill ring was taken: look
+    /// again at once.
     busy: bool,
     /// A TX ring still holds frames: kick it again soon.
     unsent: bool,
@@ -505,7 +506,7 @@ fn xsk_pass(
     bump(&c.rx_bytes, rx_bytes);
     c.conns.store(conns.len() as u64, Ordering::Relaxed);
     for i in 0..x.sockets.len() {
-        x.refill(i);
+        busy |= !x.refill(i);
     }
     let unsent = x.flush();
     let (frames, bytes, failed) = x.take_stats();

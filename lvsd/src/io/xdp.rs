@@ -232,8 +232,19 @@ pub fn attach(filter: &XdpFilter, ifaces: &[Target], shards: usize) -> io::Resul
             .program(*mac, &xsks, shards)
             .map_err(io::Error::other)?;
         let prog = bpf::load_xdp(&insns, "lvsd_xdp")?;
-        let link = bpf::attach_xdp(&prog, *ifindex)
-            .map_err(|e| io::Error::new(e.kind(), format!("attaching to {name}: {e}")))?;
+        // With several shards, several sockets share each queue's fill
+        // ring. The generic (skb) mode locked each socket rather than the
+        // shared ring until a 2025 kernel fix, so two CPUs could take the
+        // same frame; the driver's own XDP runs a queue on one CPU at a
+        // time.
+        let link = bpf::attach_xdp(&prog, *ifindex, shards > 1).map_err(|e| {
+            let why = if shards > 1 {
+                " (several shards need the driver's own XDP support)"
+            } else {
+                ""
+            };
+            io::Error::new(e.kind(), format!("attaching to {name}: {e}{why}"))
+        })?;
         a._links.push(link);
         a._progs.push(prog);
         a._xsks.push(xsks);
@@ -247,13 +258,14 @@ const RING: u32 = 2048;
 /// frame after the kernel's 256 bytes of XDP headroom.
 #[allow(clippy::cast_possible_truncation)] // 2048 - 274 fits u32
 const MAX_MTU: u32 = (super::xsk::FRAME - 256 - 18) as u32;
-/// UMEM frames per shard, at most (64 MiB of 2 KiB frames).
+/// UMEM frames per shard, at most (64 MiB of 2 KiB frames; the one UMEM all
+/// shards share holds at most this many times the shards).
 const MAX_FRAMES: usize = 32_768;
 /// Most receive queues bound per interface.
 const MAX_QUEUES: u32 = 64;
 
 /// A running XDP backend: the maps lvsd updates, the attached programs, and
-/// the sockets, one set per shard (each goes to the shard that serves it).
+/// the sockets, one set per shard (each goes to its shard).
 pub struct Backend {
     pub filter: XdpFilter,
     pub attached: Attached,
@@ -285,11 +297,11 @@ fn rx_queues(name: &str) -> u32 {
     u32::try_from(n).unwrap_or(1).clamp(1, MAX_QUEUES)
 }
 
-/// Ring entries for `sockets` sockets: each has a fill ring and may have as
-/// many frames in flight on TX, so the UMEM needs twice the entries per
-/// socket; the whole stays within [`MAX_FRAMES`].
-fn ring_size(sockets: usize) -> u32 {
-    let per = MAX_FRAMES / (2 * sockets.max(1));
+/// Ring entries such that `n` times two rings' worth of frames stays
+/// within [`MAX_FRAMES`] (the UMEM holds three rings' worth per queue, see
+/// [`setup`]).
+fn ring_size(n: usize) -> u32 {
+    let per = MAX_FRAMES / (2 * n.max(1));
     let pow = if per.is_power_of_two() {
         per
     } else {
@@ -313,9 +325,10 @@ pub fn shards_for(ifaces: &Interfaces, wanted: usize) -> usize {
 }
 
 /// Sets up the XDP backend on every interface for `shards` shards (see
-/// [`shards_for`]): one AF_XDP socket per receive queue, queue q served by
-/// shard q mod `shards`; each shard's sockets share that shard's UMEM; the
-/// program redirects to them.
+/// [`shards_for`]): one UMEM, and on every receive queue one AF_XDP socket
+/// per shard (queue q's fill, completion and TX rings with shard q mod
+/// `shards`); the program redirects each frame to its connection's shard's
+/// socket on the queue it came in on.
 pub fn setup(ifaces: &Interfaces, shards: usize) -> io::Result<Backend> {
     for i in &ifaces.list {
         if i.mtu > MAX_MTU {
@@ -341,8 +354,8 @@ pub fn setup(ifaces: &Interfaces, shards: usize) -> io::Result<Backend> {
             bindings.push((slot, i.ifindex, q));
         }
     }
-    // Frames for each queue's fill, RX and TX rings (three rings' worth),
-    // within MAX_FRAMES per shard.
+    // Three rings' worth of frames per queue (its fill ring, the RX rings
+    // its frames wait in, a TX ring), within MAX_FRAMES per shard.
     let ring = ring_size((bindings.len() * 3).div_ceil(2 * shards));
     let sets = XskSet::for_shards(&bindings, shards, ring, ifaces.list.len())?;
     // The program's socket map: queue q's socket of shard j at q * shards

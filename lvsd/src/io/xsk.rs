@@ -361,12 +361,16 @@ impl XskSet {
         }
     }
 
-    /// Gives socket `i`'s fill ring (its queue's, which other shards may
-    /// share) as many free frames as it has room for; nothing when another
-    /// shard is filling it just now.
-    pub fn refill(&mut self, i: usize) {
+    /// Gives socket `i`'s fill ring (its queue's, which other shards
+    /// share) as many free frames as it has room for. False when another
+    /// shard was filling it just then and this one has frames to give: the
+    /// caller should come back rather than sleep on them.
+    pub fn refill(&mut self, i: usize) -> bool {
+        if self.free.is_empty() {
+            return true;
+        }
         let Ok(mut fill) = self.sockets[i].fill.try_lock() else {
-            return;
+            return false;
         };
         let n = fill
             .free()
@@ -382,6 +386,7 @@ impl XskSet {
             fill.local = fill.local.wrapping_add(n);
             fill.publish();
         }
+        true
     }
 
     /// Runs `f` on up to `max` frames received on socket `i`, then sends or
@@ -430,13 +435,17 @@ impl XskSet {
     }
 
     /// The kernel's drop counters summed over the sockets: frames lost
-    /// because an RX ring was full, and because a fill ring was empty.
+    /// because one of this shard's RX rings was full, and because a fill
+    /// ring of one of its own queues was empty (every socket on a queue
+    /// reports that queue's count; the queue's shard adds it, once).
     pub fn kernel_drops(&self) -> (u64, u64) {
         let mut sum = (0, 0);
         for s in &self.sockets {
             if let Ok(st) = getsockopt::<libc::xdp_statistics>(s.raw_fd(), libc::XDP_STATISTICS) {
                 sum.0 += st.rx_dropped + st.rx_ring_full;
-                sum.1 += st.rx_fill_ring_empty_descs;
+                if s.comp.is_some() {
+                    sum.1 += st.rx_fill_ring_empty_descs;
+                }
             }
         }
         sum
