@@ -344,6 +344,80 @@ fn xdp_unavailable_falls_back_or_fails() {
     assert!(!xdp_attached(&lab, "int0"));
 }
 
+/// Several XDP shards share each queue's fill ring, which the kernel's
+/// generic (skb) XDP did not lock as one until a 2025 fix: with more than
+/// one shard lvsd attaches only in the driver. On two-queue macvlan
+/// interfaces (no XDP in the driver), `xdp` with two shards refuses to start
+/// and says why, `auto` runs on packet sockets, and one shard runs on the
+/// generic XDP.
+#[test]
+fn several_xdp_shards_need_the_drivers_own_xdp() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = Lab::nat("xdpgen", 1).expect("lab");
+    let dir = lab.ns("director");
+    for (dev, on, addr) in [
+        ("mv0", "ext0", "198.18.5.1/24"),
+        ("mv1", "int0", "198.18.6.1/24"),
+    ] {
+        lab.exec_ok(
+            dir,
+            &[
+                "ip",
+                "link",
+                "add",
+                dev,
+                "numtxqueues",
+                "2",
+                "numrxqueues",
+                "2",
+                "link",
+                on,
+                "type",
+                "macvlan",
+            ],
+        )
+        .unwrap();
+        lab.exec_ok(dir, &["ip", "addr", "add", addr, "dev", dev])
+            .unwrap();
+        lab.exec_ok(dir, &["ip", "link", "set", dev, "up"]).unwrap();
+    }
+    let cfg = |backend: &str, shards: u32| {
+        format!(
+            "[daemon]\ninterfaces = [\"mv0\", \"mv1\"]\nbackend = \"{backend}\"\nshards = {shards}\nadmin_socket = \"lvsd.sock\"\nsocket_mode = \"0666\"\nbuffers = 128\n\n[[service]]\nprotocol = \"udp\"\naddress = \"198.19.0.200:53\"\nscheduler = \"rr\"\n\n  [[service.real_server]]\n  address = \"198.18.6.10:53\"\n  method = \"nat\"\n"
+        )
+    };
+    let err = lab
+        .start_lvsd(&cfg("xdp", 2))
+        .expect_err("two XDP shards on generic XDP must be refused")
+        .to_string();
+    assert!(
+        err.contains("mv0") && err.contains("several shards need the driver's own XDP"),
+        "{err}"
+    );
+    assert!(!xdp_attached(&lab, "mv0") && !xdp_attached(&lab, "mv1"));
+
+    lab.start_lvsd(&cfg("auto", 2))
+        .expect("lvsd on packet sockets");
+    let st = lab.daemon_stats();
+    assert_eq!(
+        (st.backend.as_str(), st.shards.len()),
+        ("packet", 2),
+        "{st:?}"
+    );
+    let log = lab.lvsd_log();
+    assert!(log.contains("XDP backend unavailable"), "{log}");
+    assert!(lab.stop_lvsd().unwrap().success());
+
+    lab.start_lvsd(&cfg("xdp", 1))
+        .expect("one shard on generic XDP");
+    let st = lab.daemon_stats();
+    assert!(st.backend.starts_with("xdp"), "{st:?}");
+    assert!(xdp_attached(&lab, "mv0"), "the program is on mv0");
+    assert!(lab.stop_lvsd().unwrap().success());
+}
+
 /// XDP runs a shard per receive queue: on single-queue interfaces `auto`
 /// keeps the two shards asked for on packet sockets and says why, `xdp` runs
 /// one shard; on four-queue interfaces two shards serve two queues each.
