@@ -12,10 +12,10 @@
 //!
 //! Rings shared with the kernel: per socket an RX ring (frames received)
 //! and, on the shard's own queues, a TX ring (frames to send); per queue a
-//! fill ring (frames lvsd gives for receiving, topped up by whichever shard
-//! took frames from it, under its lock) and a completion ring (frames sent,
-//! read by the queue's shard). A shard's free list holds the frames it has
-//! that are in none of them.
+//! fill ring (frames lvsd gives for receiving, which every shard tops up
+//! from its own free frames, under the ring's lock) and a completion ring
+//! (frames sent, read by the queue's shard). A shard's free list holds the
+//! frames it has that are in none of them.
 //!
 //! Ownership of frames (the safety argument for every raw access here): a
 //! frame belongs to the kernel from the moment its address is published in a
@@ -144,8 +144,8 @@ impl Ring {
     }
 }
 
-/// A queue's fill ring, shared by every shard's socket on that queue: any
-/// shard that took frames from it gives it frames back.
+/// A queue's fill ring, shared by every shard's socket on that queue (each
+/// shard tops it up from its own free frames).
 type SharedFill = Arc<Mutex<Ring>>;
 
 /// One AF_XDP socket bound to one queue of one interface: the queue's own
@@ -300,7 +300,8 @@ impl XskSet {
                 t.get_or_insert(set.sockets.len());
             }
             set.sockets.push(first);
-            for (_, set) in sets.iter_mut().enumerate().filter(|(j, _)| *j != own) {
+            let others = sets.iter_mut().enumerate().filter(|(j, _)| *j != own);
+            for set in others.map(|(_, set)| set) {
                 let s = open(
                     &area.0,
                     ifindex,
