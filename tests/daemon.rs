@@ -361,7 +361,7 @@ fn several_xdp_shards_need_the_drivers_own_xdp() {
         ("mv0", "ext0", "198.18.5.1/24"),
         ("mv1", "int0", "198.18.6.1/24"),
     ] {
-        lab.exec_ok(
+        let made = lab.exec_ok(
             dir,
             &[
                 "ip",
@@ -377,8 +377,14 @@ fn several_xdp_shards_need_the_drivers_own_xdp() {
                 "type",
                 "macvlan",
             ],
-        )
-        .unwrap();
+        );
+        if let Err(e) = &made {
+            if e.to_string().contains("Unknown device type") {
+                eprintln!("skipped: this kernel has no macvlan");
+                return;
+            }
+        }
+        made.unwrap();
         lab.exec_ok(dir, &["ip", "addr", "add", addr, "dev", dev])
             .unwrap();
         lab.exec_ok(dir, &["ip", "link", "set", dev, "up"]).unwrap();
