@@ -275,7 +275,7 @@ pub struct Backend {
 impl Backend {
     /// How it runs, for the log and `lvsadm --status`.
     pub fn describe(&self) -> String {
-        let mode = if self.shards.iter().all(|s| s.zero_copy) {
+        let mode = if self.shards.iter().all(XskSet::zero_copy) {
             "zero-copy"
         } else {
             "copy"

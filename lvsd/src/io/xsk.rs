@@ -233,8 +233,6 @@ pub struct XskSet {
     free: Vec<u64>,
     /// For each interface slot, the socket that transmits on it.
     tx_for: Vec<Option<usize>>,
-    /// Whether the kernel runs the sockets in zero-copy mode.
-    pub zero_copy: bool,
     failed_sends: u64,
     sent_frames: u64,
     sent_bytes: u64,
@@ -282,7 +280,6 @@ impl XskSet {
                 sockets: Vec::new(),
                 free: Vec::new(),
                 tx_for: vec![None; slots],
-                zero_copy: false,
                 failed_sends: 0,
                 sent_frames: 0,
                 sent_bytes: 0,
@@ -315,21 +312,9 @@ impl XskSet {
             }
         }
         // Every fill ring full to start with; the rest shared out.
+        // The frames shared out, then each shard fills its own queues'
+        // fill rings.
         let mut all: Vec<u64> = (0..frames as u64).rev().map(|i| i * FRAME as u64).collect();
-        for set in &sets {
-            for s in set.sockets.iter().filter(|s| s.tx.is_some()) {
-                let mut f = s.fill.lock().unwrap_or_else(|e| e.into_inner());
-                let n = f.free();
-                for k in 0..n {
-                    if let Some(addr) = all.pop() {
-                        // SAFETY: slot `k` past the producer index is ours.
-                        unsafe { *f.addr_at(k) = addr };
-                    }
-                }
-                f.local = f.local.wrapping_add(n);
-                f.publish();
-            }
-        }
         let share = all.len() / shards;
         for set in &mut sets {
             let at = all.len().saturating_sub(share);
@@ -339,9 +324,18 @@ impl XskSet {
             last.free.append(&mut all);
         }
         for set in &mut sets {
-            set.zero_copy = set.sockets.iter().all(|s| s.zero_copy);
+            for i in 0..set.sockets.len() {
+                if set.sockets[i].tx.is_some() {
+                    set.refill(i);
+                }
+            }
         }
         Ok(sets)
+    }
+
+    /// Whether the kernel runs every socket of the set in zero-copy mode.
+    pub fn zero_copy(&self) -> bool {
+        self.sockets.iter().all(|s| s.zero_copy)
     }
 
     /// Takes back every frame the kernel has finished sending.
