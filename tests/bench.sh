@@ -19,6 +19,10 @@
 #                      (repeatable), e.g. 'buffer_size = 2048', to try settings
 #   --lvsd-bin DIR     take lvsd and lvsadm from DIR (another build, to
 #                      compare versions; implies --no-build)
+#   --udp-rate N       send the UDP load at N frames/s instead of as fast as
+#                      the generator can (a fixed load: CPU per packet without
+#                      the peers competing for CPU with the generator; not
+#                      for docs/, so it implies --no-write)
 #   --nice N           run the benchmark (and so every peer) at this nice
 #                      level (default -10: other work on a shared machine
 #                      disturbs the figures less; 0 leaves it alone)
@@ -48,7 +52,7 @@ ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 cd "$ROOT"
 
 ORIG_ARGS="$*"
-RUNS=3 DUR=5 QUICK=0 BUILD=1 EXTRAS=1 PROFILE=0 WRITE='' NICE=-10 LVSD_SET=() LVSD_DIR=
+RUNS=3 DUR=5 QUICK=0 BUILD=1 EXTRAS=1 PROFILE=0 WRITE='' NICE=-10 LVSD_SET=() LVSD_DIR= UDP_RATE=0
 PEERS="lvsd nft_dnat haproxy kernel_forward"
 while (($#)); do
     case $1 in
@@ -60,6 +64,7 @@ while (($#)); do
     --no-extras) EXTRAS=0 ;;
     --profile) PROFILE=1 ;;
     --nice) NICE=$2; shift ;;
+    --udp-rate) UDP_RATE=$2; shift ;;
     --lvsd-set) LVSD_SET+=("$2"); shift ;;
     --lvsd-bin) LVSD_DIR=$2; BUILD=0; shift ;;
     --write) WRITE=1 ;;
@@ -70,6 +75,8 @@ while (($#)); do
     shift
 done
 [[ -n $WRITE ]] || WRITE=$((1 - QUICK))
+[[ $UDP_RATE =~ ^[0-9]+$ ]] || { echo "bench.sh: --udp-rate takes frames/s" >&2; exit 2; }
+((UDP_RATE == 0)) || WRITE=0
 for p in $PEERS; do
     case $p in lvsd | nft_dnat | haproxy | kernel_forward) ;; *) echo "bench.sh: unknown peer $p" >&2; exit 2 ;; esac
 done
@@ -399,7 +406,7 @@ udp_pps() {
     local run=$1 peer=$2 label=$3 threads=$4 dsts port
     if [[ $peer == kernel_forward ]]; then dsts=$(IFS=,; echo "${RS[*]}"); port=5353; else dsts=$VIP; port=53; fi
     bgrun client blast "$BT" blast eth0 "$(mac_of $CLIENT)" "$(mac_of $DIR_EXT)" $CLIENT "$dsts" $port $FLOWS \
-        $(((DUR + 5) * 5000000)) $((DUR + 5)) 0 "$threads"
+        $(((DUR + 5) * 5000000)) $((DUR + 5)) "$UDP_RATE" "$threads"
     local bpid=$BG_PID pids c0 c1 t0 t1 k0 k1 d0=0 d1=0
     pids="$bpid $DIRECTOR_PID"
     sleep 1

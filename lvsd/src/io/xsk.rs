@@ -437,7 +437,10 @@ impl XskSet {
         let mut sum = (0, 0);
         for s in &self.sockets {
             if let Ok(st) = getsockopt::<libc::xdp_statistics>(s.raw_fd(), libc::XDP_STATISTICS) {
-                sum.0 += st.rx_dropped + st.rx_ring_full;
+                // Not `rx_dropped`: in copy mode the kernel counts there
+                // each frame it had no fill frame for, which is the
+                // queue's fill-empty count below.
+                sum.0 += st.rx_ring_full;
                 if s.comp.is_some() {
                     sum.1 += st.rx_fill_ring_empty_descs;
                 }
