@@ -439,7 +439,10 @@ impl XskSet {
             if let Ok(st) = getsockopt::<libc::xdp_statistics>(s.raw_fd(), libc::XDP_STATISTICS) {
                 // Not `rx_dropped`: in copy mode the kernel counts there
                 // each frame it had no fill frame for, which is the
-                // queue's fill-empty count below.
+                // queue's fill-empty count below. Its other causes (a
+                // frame larger than a UMEM frame, or in several buffers)
+                // do not arise: setup refuses an MTU a frame cannot hold,
+                // and the program does not take multi-buffer frames.
                 sum.0 += st.rx_ring_full;
                 if s.comp.is_some() {
                     sum.1 += st.rx_fill_ring_empty_descs;
