@@ -271,6 +271,8 @@ struct Rx<'a, 'b> {
     partial: bool,
     /// The frame is a GSO super-frame.
     gso: bool,
+    /// The frame came without a virtio-net header (see [`process_bare`]).
+    bare: bool,
 }
 
 /// Where a handled frame goes at layer 2.
@@ -291,8 +293,29 @@ fn drop(r: DropReason) -> Out {
 
 const PASS: Out = Out::Done(Verdict::Pass);
 
-/// Processes one frame received on interface slot `iface`.
+/// Processes one frame received on interface slot `iface`, with the
+/// virtio-net header the kernel put before it.
 pub fn process(ctx: &Ctx, conns: &mut ConnTable, iface: u16, f: &mut Frame) -> Verdict {
+    process_frame(ctx, conns, iface, f, false)
+}
+
+/// Processes one frame received on interface slot `iface` that came
+/// without a virtio-net header (AF_XDP: no offloads): the header's bytes
+/// before the Ethernet header are headroom whose content is left as it is
+/// (never read; written only where the frame then needs a header: replies
+/// lvsd builds in place, and tunnels). Not writing it spares a store into
+/// a cache line the packet does not share.
+pub fn process_bare(ctx: &Ctx, conns: &mut ConnTable, iface: u16, f: &mut Frame) -> Verdict {
+    process_frame(ctx, conns, iface, f, true)
+}
+
+fn process_frame(
+    ctx: &Ctx,
+    conns: &mut ConnTable,
+    iface: u16,
+    f: &mut Frame,
+    bare: bool,
+) -> Verdict {
     let Some(me) = ctx.ifaces.list.get(usize::from(iface)) else {
         return Verdict::Pass;
     };
@@ -300,8 +323,12 @@ pub fn process(ctx: &Ctx, conns: &mut ConnTable, iface: u16, f: &mut Frame) -> V
     if bytes.len() < L2_LEN {
         return Verdict::Drop(DropReason::Truncated);
     }
-    let vh = VnetHeader::new_unchecked(&bytes[..vnet::HEADER_LEN]);
-    let (partial, gso) = (vh.needs_csum(), vh.is_gso());
+    let (partial, gso) = if bare {
+        (false, false)
+    } else {
+        let vh = VnetHeader::new_unchecked(&bytes[..vnet::HEADER_LEN]);
+        (vh.needs_csum(), vh.is_gso())
+    };
     let eth = EthernetFrame::new_unchecked(&bytes[vnet::HEADER_LEN..]);
     let (dst_mac, src_mac, ethertype) = (eth.dst_addr(), eth.src_addr(), eth.ethertype());
     let ndp_multicast = ethertype == EtherType::Ipv6 && dst_mac.is_multicast();
@@ -315,6 +342,7 @@ pub fn process(ctx: &Ctx, conns: &mut ConnTable, iface: u16, f: &mut Frame) -> V
         src_mac,
         partial,
         gso,
+        bare,
     };
     let out = match ethertype {
         EtherType::Arp => arp(&rx, f),
@@ -689,6 +717,10 @@ fn tunnel(rx: &Rx, f: &mut Frame, rip: IpAddr, len: usize) -> Out {
         // A super-frame cannot be segmented inside a tunnel by the kernel
         // through a packet socket; see docs/operations.md on offloads.
         return drop(DropReason::TooBig);
+    }
+    if rx.bare {
+        // The encapsulation moves the header with the frame and reads it.
+        clear_vnet(f);
     }
     let mtu = usize::try_from(out_if.mtu).unwrap_or(1500);
     let l3_at = f.start + L2_LEN;

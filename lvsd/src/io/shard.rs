@@ -533,19 +533,19 @@ fn handle(
     off: usize,
     len: usize,
 ) -> Action {
-    // The data path expects a virtio-net header before the frame; an
-    // all-zero one says: complete checksums, no segmentation.
+    // The data path's frames start with room for a virtio-net header; an
+    // AF_XDP frame has none (no offloads), and the room is the headroom
+    // before it, left unwritten (`process_bare`).
     let Some(start) = off.checked_sub(vnet::HEADER_LEN) else {
         bump(&c.drops[DropReason::Truncated as usize], 1);
         return Action::Recycle;
     };
-    buf[start..off].fill(0);
     let mut frame = Frame {
         buf,
         start,
         len: len + vnet::HEADER_LEN,
     };
-    match dataplane::process(ctx, conns, slot, &mut frame) {
+    match dataplane::process_bare(ctx, conns, slot, &mut frame) {
         Verdict::Forward { iface } => Action::Send {
             slot: iface,
             start: frame.start + vnet::HEADER_LEN,
