@@ -1214,19 +1214,22 @@ fn bare_frames_leave_the_header_room_alone() {
         payload: QUERY.to_vec(),
         ..p
     };
-    type Case = (&'static str, fn(&mut Lab), u16, Vec<u8>);
+    // (description, setup, interface, frame, whether it is tunnelled)
+    type Case = (&'static str, fn(&mut Lab), u16, Vec<u8>, bool);
     let cases: [Case; 5] = [
         (
             "TCP SYN client -> VIP",
             no_setup,
             EXT,
             from_client(HTTP, syn()).frame(),
+            false,
         ),
         (
             "UDP client -> VIP",
             no_setup,
             EXT,
             q(from_client(DNS, udp_csum())).frame(),
+            false,
         ),
         (
             "TCP data RS -> client",
@@ -1237,21 +1240,24 @@ fn bare_frames_leave_the_header_room_alone() {
                 ..from_rs(HTTP_R, syn_ack())
             }
             .frame(),
+            false,
         ),
         (
             "UDP RS -> client",
             open_dns,
             INT,
             q(from_rs(DNS_R, udp_csum())).frame(),
+            false,
         ),
         (
             "TCP SYN to a tunnelled service",
             |lab| *lab = busy_lab(),
             EXT,
             from_client(TUN_PORT, syn()).frame(),
+            true,
         ),
     ];
-    for (desc, setup, iface, frame) in cases {
+    for (desc, setup, iface, frame, tunnelled) in cases {
         assert_eq!(&frame[..L2], &[0; L2], "{desc}: built with a zero header");
         let mut want = frame.clone();
         let mut lab = Lab::new();
@@ -1269,7 +1275,6 @@ fn bare_frames_leave_the_header_room_alone() {
         assert_eq!(lab.process_bare(iface, &mut got), verdict, "{desc}");
         assert_frame_eq(desc, &got[L2..], &want[L2..]);
         assert_checksums(desc, &got);
-        let tunnelled = desc.contains("tunnel");
         let room = if tunnelled { [0; L2] } else { [0xff; L2] };
         assert_eq!(&got[..L2], &room, "{desc}: the header room");
     }
