@@ -103,7 +103,8 @@ pub fn program(vips: &[Ipv4Addr]) -> Option<Vec<libc::sock_filter>> {
     Some(p)
 }
 
-/// The same hash in Rust, for tests and for checking which shard owns a flow.
+/// The same hash in Rust (the XDP program's steering computes it too): the
+/// shard a client's connections belong to, for tests to check.
 pub fn flow_hash(client: Ipv4Addr, port: u16) -> u32 {
     ((u32::from(client) ^ u32::from(port)).wrapping_mul(HASH_MUL)) >> 16
 }

@@ -14,8 +14,8 @@
 //! ([`super::xsk`]). A multishot poll on each wakes the loop when frames
 //! arrive; after the packet socket's completions, each pass takes back the
 //! frames the kernel has sent, runs every received frame through the same
-//! `dataplane::process` (behind an all-zero virtio-net header written into
-//! the frame's headroom), queues it on the outgoing interface's socket,
+//! data path (`dataplane::process_bare`: no virtio-net header, the room for
+//! one left unwritten), queues it on the outgoing interface's socket,
 //! refills the fill rings and makes one `sendto` per socket with frames to
 //! send. While a socket has more than one batch waiting (or within
 //! `busy_poll` of the last frame) the loop does not sleep. With several XDP

@@ -413,9 +413,9 @@ fn copy_words(a: &mut Asm, from: i16, to: i16, words: i16) {
 /// The lookups for one IP version, with r7 the L4 protocol: to
 /// `to_service` when (destination, its port, protocol) is a service, to
 /// `from_nat` when (source, its port, protocol) is a NAT destination and the
-/// destination not a local address; to `pass` otherwise. Addresses are `words` 32-bit words long;
-/// `at` holds the offsets of the source, the destination and the L4 header.
-/// The key's layout is [`key`]'s.
+/// destination not a local address; to `pass` otherwise. Addresses are
+/// `words` 32-bit words long; `at` holds the offsets of the source, the
+/// destination and the L4 header. The key's layout is [`key`]'s.
 fn lookups(
     a: &mut Asm,
     maps: [&Map; 3],

@@ -311,9 +311,8 @@ impl XskSet {
                 set.sockets.push(s);
             }
         }
-        // Every fill ring full to start with; the rest shared out.
-        // The frames shared out, then each shard fills its own queues'
-        // fill rings.
+        // The frames shared out among the shards, then each shard fills
+        // its own queues' fill rings from its share.
         let mut all: Vec<u64> = (0..frames as u64).rev().map(|i| i * FRAME as u64).collect();
         let share = all.len() / shards;
         for set in &mut sets {
