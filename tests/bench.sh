@@ -29,8 +29,8 @@
 #
 # It builds ONE namespace topology (tests/support/mod.rs's NAT lab: client,
 # director, a bridge "lan", three real servers; offloads off, static FDB
-# entries), then measures every peer on it, one after the other, interleaved
-# run by run, the order rotating from one run to the next:
+# entries), then measures every peer on it, one after the other, metric by
+# metric within each run, the order rotating from one run to the next:
 #   lvsd            the release build, started in the director namespace
 #   nft_dnat        the director's kernel: nftables DNAT with numgen inc
 #   haproxy         HAProxy in TCP mode in the director namespace (no UDP)
@@ -509,41 +509,51 @@ bulk() {
 # --- the runs --------------------------------------------------------------------
 log "machine: $(nproc) CPUs, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
 read -ra PEER_LIST <<<"$PEERS"
+# What each run measures: every peer, and (with the extras) lvsd with each
+# backend and shard count for the shard-scaling table, as "lvsd@BACKEND:N".
+UNITS=("${PEER_LIST[@]}")
+if ((EXTRAS)) && [[ " $PEERS " == *" lvsd "* ]]; then
+    UNITS+=(lvsd@xdp:1 lvsd@xdp:2 lvsd@packet:1 lvsd@packet:2)
+fi
+# One run is three rounds: the UDP loads, then connections/s and latency,
+# then bulk. Each round measures every unit in turn (the director started
+# for it and stopped after), so a metric's figures for all the peers and
+# settings are taken within a minute or two of each other, and a slow
+# stretch of a shared machine falls on all of them rather than on the one
+# unit whose block it hit. The order rotates from run to
+# run (run 2 starts with the second unit), so no unit always goes first or
+# always follows the same one.
 for ((run = 1; run <= RUNS; run++)); do
-    # The order rotates from run to run (run 2 starts with the second peer),
-    # so no peer always goes first or always follows the same one.
-    for ((pi = 0; pi < ${#PEER_LIST[@]}; pi++)); do
-        peer=${PEER_LIST[(pi + run - 1) % ${#PEER_LIST[@]}]}
-        log "run $run/$RUNS: $peer"
-        peer_up "$peer"
-        if [[ $peer != haproxy ]]; then
-            udp_pps "$run" "$peer" udp_pps_1gen 1
-            udp_pps "$run" "$peer" udp_pps_2gen 2
-        fi
-        tcp_cps "$run" "$peer"
-        latency "$run" "$peer"
-        bulk "$run" "$peer"
-        peer_down "$peer"
+    for round in udp tcp bulk; do
+        for ((ui = 0; ui < ${#UNITS[@]}; ui++)); do
+            unit=${UNITS[(ui + run - 1) % ${#UNITS[@]}]}
+            peer=${unit%@*} setting= pre=
+            if [[ $unit == *@* ]]; then
+                setting=${unit#*@}
+                pre="${setting%:*}_shards${setting#*:}_"
+            fi
+            # HAProxy forwards no UDP here; bulk is measured for the peers only.
+            [[ $round == udp && $peer == haproxy ]] && continue
+            [[ $round == bulk && -n $setting ]] && continue
+            log "run $run/$RUNS, $round: $peer${setting:+ on ${setting%:*} with ${setting#*:} shard(s)}"
+            peer_up "$peer" "$setting"
+            case $round in
+            udp)
+                udp_pps "$run" "$peer" "udp_pps_${pre}1gen" 1
+                udp_pps "$run" "$peer" "udp_pps_${pre}2gen" 2
+                ;;
+            tcp)
+                tcp_cps "$run" "$peer" "$pre"
+                latency "$run" "$peer" "$pre"
+                ;;
+            bulk) bulk "$run" "$peer" ;;
+            esac
+            peer_down "$peer"
+        done
     done
 done
 
 if ((EXTRAS)) && [[ " $PEERS " == *" lvsd "* ]]; then
-    # Shard scaling: lvsd with 1 and 2 shards, on XDP and on packet sockets
-    # (UDP, and connections/s and latency, which the shard count moves too).
-    for ((run = 1; run <= RUNS; run++)); do
-        for backend in xdp packet; do
-            for shards in 1 2; do
-                log "run $run/$RUNS: lvsd on $backend with $shards shard(s)"
-                peer_up lvsd "$backend:$shards"
-                udp_pps "$run" lvsd "udp_pps_${backend}_shards${shards}_1gen" 1
-                udp_pps "$run" lvsd "udp_pps_${backend}_shards${shards}_2gen" 2
-                tcp_cps "$run" lvsd "${backend}_shards${shards}_"
-                latency "$run" lvsd "${backend}_shards${shards}_"
-                peer_down lvsd
-            done
-        done
-    done
-
     # Rule swaps under load: 1,000 `lvsadm -e` weight changes (alternating
     # between the TCP service and a UDP service, weights 1 and 2) while a UDP
     # load (sequence-numbered, counted by a sink in each real server) and a

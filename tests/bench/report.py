@@ -113,6 +113,30 @@ def ratio(a, b, metric):
     return "%.2fx" % r
 
 
+def by_run(samples, d, peer, metric):
+    """A peer's samples of a metric, by run (udp_pps: its reported generator setting)."""
+    key = metric
+    if metric == "udp_pps":
+        if not d[peer].get("udp_pps"):
+            return {}
+        key = "udp_pps_%dgen" % d[peer]["udp_pps"]["generator_threads"]
+    return {run: v for run, v, _ in samples.get((peer, key), []) if v is not None}
+
+
+def paired(samples, d, metric, other):
+    """lvsd against another peer run by run (both measured in the same run,
+    minutes apart at most): the ratios in run order, or [] with fewer than two."""
+    a, b = by_run(samples, d, "lvsd", metric), by_run(samples, d, other, metric)
+    out = []
+    for run in sorted(set(a) & set(b)):
+        x, y = a[run], b[run]
+        if not HIGHER_IS_BETTER.get(metric, True):
+            x, y = y, x
+        if y:
+            out.append(x / y)
+    return out if len(out) > 1 else []
+
+
 def table(d, samples, args):
     lines = []
     lines.append("Command: `%s`  " % args.command)
@@ -135,6 +159,15 @@ def table(d, samples, args):
         else:
             row += ["", ""]
         lines.append("| " + " | ".join(row) + " |")
+    pairs = []
+    for other, metrics in (("nft_dnat", ("udp_pps", "tcp_cps", "p99_ms")), ("haproxy", ("tcp_cps",))):
+        for metric in metrics:
+            r = paired(samples, d, metric, other)
+            if r:
+                pairs.append("%s against %s %s (median %.2fx)" % (metric, other, ", ".join("%.2f" % x for x in r), statistics.median(r)))
+    if pairs:
+        lines.append("")
+        lines.append("The ratios run by run (lvsd against the peer measured in the same run; >1 is lvsd better): " + "; ".join(pairs) + ".")
     lines.append("")
     lines.append("UDP packets/s by number of generator threads (the table above takes the better of the two per peer):")
     lines.append("")
