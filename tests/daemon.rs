@@ -283,6 +283,87 @@ fn sigterm_undoes_the_setup() {
     }
 }
 
+/// One lvsd per network namespace: a second one, on the first one's admin
+/// socket or on another, stops before it sets anything up, and the first
+/// keeps its socket, its nftables table and its XDP programs and still
+/// serves and takes changes. A daemon in another namespace pointed at the
+/// same socket path stops too, and leaves the file alone.
+#[test]
+fn a_second_lvsd_changes_nothing() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = lab("second", 1, &config(&[(1, 1)]));
+    let bin = lvsd_bin().unwrap();
+    let first = lab.lvsd().unwrap();
+    let cases = [
+        (
+            "same",
+            "director",
+            config(&[(1, 1)]),
+            "another lvsd is running in this network namespace",
+        ),
+        (
+            "other",
+            "director",
+            config(&[(1, 1)]).replace("\"lvsd.sock\"", "\"other.sock\""),
+            "another lvsd is running in this network namespace",
+        ),
+        (
+            "elsewhere",
+            "client",
+            config(&[(1, 1)]),
+            "another lvsd is already listening on",
+        ),
+    ];
+    for (weight, (name, ns, text, said)) in (2..).zip(cases) {
+        let path = lab.dir.join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = lab.exec(
+            lab.ns(ns),
+            &[bin.to_str().unwrap(), "--config", path.to_str().unwrap()],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains(said), "{name}: {err}");
+        assert!(lab.is_running(first), "{name}: {}", lab.lvsd_log());
+        assert!(lab.socket_path().exists(), "{name}: socket file removed");
+        assert!(!lab.dir.join("other.sock").exists(), "{name}");
+        assert!(
+            nft_tables(&lab).contains("table netdev lvsd"),
+            "{name}: {}",
+            nft_tables(&lab)
+        );
+        for dev in ["ext0", "int0"] {
+            assert!(
+                xdp_attached(&lab, dev),
+                "{name}: XDP program gone from {dev}"
+            );
+        }
+        let w = weight.to_string();
+        let mut edit: Vec<&str> = "-e -t 198.19.0.100:80 -r 198.18.1.11:8080 -m -w"
+            .split(' ')
+            .collect();
+        edit.push(&w);
+        lab.lvsadm_ok(&edit);
+        assert!(
+            list(&lab).contains(&format!("Masq    {w}")),
+            "{name}: {}",
+            list(&lab)
+        );
+        assert_eq!(
+            curl(&lab, "client", "http://198.19.0.100/").unwrap().trim(),
+            "rs1",
+            "{name}"
+        );
+    }
+    assert!(
+        !lab.lvsd_log().contains("ERROR"),
+        "the first lvsd logged errors: {}",
+        lab.lvsd_log()
+    );
+}
+
 /// Whether an XDP program is attached to the director's `dev`.
 fn xdp_attached(lab: &Lab, dev: &str) -> bool {
     let out = lab

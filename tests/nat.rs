@@ -294,6 +294,33 @@ fn stats_match_the_packets_sent(backend: &str, shards: usize) {
         0,
         "a frame missed its connection: {st:?}"
     );
+
+    if backend == "packet" {
+        // -Z zeroes the rate estimates too (ipvsadm's -Z does). A UDP load
+        // (20 datagrams/s) until the estimate shows it: lvsd samples every
+        // two seconds, and a rate needs two samples (at most 8 s).
+        let s = lab.in_ns(lab.ns("client"), || {
+            UdpSocket::bind("198.18.0.2:0").unwrap()
+        });
+        let deadline = Instant::now() + Duration::from_secs(8);
+        let mut out = String::new();
+        while Instant::now() < deadline {
+            for _ in 0..10 {
+                s.send_to(&[b'x'; 100], "198.19.0.100:53").unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            out = lab.lvsadm_ok(&["-L", "-n", "--rate", "--exact"]);
+            if stats_line(&out, "UDP  198.19.0.100:53")[1] > 0 {
+                break;
+            }
+        }
+        let rates = stats_line(&out, "UDP  198.19.0.100:53");
+        assert!(rates[1] > 0 && rates[3] > 0, "no rate under load: {out}");
+        lab.lvsadm_ok(&["-Z"]);
+        let out = lab.lvsadm_ok(&["-L", "-n", "--rate", "--exact"]);
+        assert_eq!(stats_line(&out, "UDP  198.19.0.100:53"), [0; 5], "{out}");
+        assert_eq!(stats_line(&out, "  -> 198.18.1.11:5353"), [0; 5], "{out}");
+    }
 }
 
 /// Both shards carry traffic, and every reply found its connection: the

@@ -1,7 +1,9 @@
 //! Starting and stopping the daemon: the order in which the parts come up and
 //! go down.
 //!
-//! Start: config (nothing touched if it is bad) → interfaces → rules →
+//! Start: config (nothing touched if it is bad) → the network namespace
+//! claimed and the admin socket found free (a second lvsd stops here, having
+//! touched nothing) → interfaces → rules →
 //! kernel filter → packet sockets joined to the fanout group in shard order
 //! → shard threads → neighbour resolver → admin socket. Stop (SIGTERM,
 //! SIGINT): shards and resolver end, the kernel filter and the socket file
@@ -52,6 +54,12 @@ pub enum DaemonError {
     /// a shard stopped on an error
     #[error("shard {0} failed: {1}")]
     Shard(usize, std::io::Error),
+    /// another lvsd holds this network namespace
+    #[error(
+        "another lvsd is running in this network namespace (one per namespace: the nftables \
+         table, the XDP programs and the local-node device are the namespace's); nothing was changed"
+    )]
+    Running,
 }
 
 impl DaemonError {
@@ -73,6 +81,10 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError
 pub fn run(path: &Path) -> Result<(), DaemonError> {
     let mut cfg = config::load(path)?;
     init_logging(&cfg.daemon.log);
+    // Before anything is set up: what a second lvsd would set up, and undo
+    // on its way out, is the first one's.
+    let _namespace = claim_namespace()?;
+    server::check_free(&cfg.daemon.admin_socket)?;
     let ifaces = Arc::new(ArcSwap::from_pointee(ifaces::discover(
         &cfg.daemon.interfaces,
     )?));
@@ -126,6 +138,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         None => (Vec::new(), None),
     };
     let stop = Arc::new(AtomicBool::new(false));
+    let mut socket_file = None;
     let result = start_and_wait(
         &cfg,
         path,
@@ -135,6 +148,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         &stop,
         &mut signals,
         xsk,
+        &mut socket_file,
     );
     // The programs leave the interfaces only after the shards stopped.
     drop(attached);
@@ -145,9 +159,37 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         k.remove();
     }
     drop(c);
-    let _ = std::fs::remove_file(&d.admin_socket);
+    // Only the file this process made: after a failed start the path may
+    // be another daemon's socket.
+    if socket_file.is_some() && socket_file == file_id(&d.admin_socket) {
+        let _ = std::fs::remove_file(&d.admin_socket);
+    }
     tracing::info!("lvsd stopped");
     result
+}
+
+/// Claims the network namespace for this process: an abstract Unix socket
+/// name is unique within a network namespace and is let go when its
+/// process ends, however it ends.
+fn claim_namespace() -> Result<std::os::unix::net::UnixDatagram, DaemonError> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let addr = SocketAddr::from_abstract_name(b"lvsd").map_err(io_err("the namespace claim"))?;
+    UnixDatagram::bind_addr(&addr).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            DaemonError::Running
+        } else {
+            io_err("claiming the network namespace")(e)
+        }
+    })
+}
+
+/// A file's device and inode, to tell it from one made in its place.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 fn lock(c: &Mutex<Control>) -> std::sync::MutexGuard<'_, Control> {
@@ -179,6 +221,7 @@ fn start_and_wait(
     stop: &Arc<AtomicBool>,
     signals: &mut Signals,
     xsk: Vec<crate::io::xsk::XskSet>,
+    socket_file: &mut Option<(u64, u64)>,
 ) -> Result<(), DaemonError> {
     let d = &cfg.daemon;
     lock(control).sync_kernel();
@@ -315,6 +358,7 @@ fn start_and_wait(
 
     let access = Access { admin_gid };
     let listener = server::bind(&d.admin_socket, d.socket_mode, access)?;
+    *socket_file = file_id(&d.admin_socket);
     {
         let control = control.clone();
         std::thread::Builder::new()

@@ -151,6 +151,9 @@ impl Control {
                 }
             }
         }
+        if let Op::Zero { service } = op {
+            self.rates.zero(&self.model, service.as_ref());
+        }
         if op.is_change() && !matches!(op, Op::Zero { .. }) {
             let generation = self.rules.load().generation + 1;
             let local = self.ifaces.load().local.clone();

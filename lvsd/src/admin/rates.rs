@@ -92,6 +92,34 @@ impl RateEstimator {
         self.dests = dests;
     }
 
+    /// Zeroing (`-Z`), as IPVS zeroes its estimators: the averages of
+    /// `only` (every service when `None`) and its destinations start again
+    /// from 0 and from the counters as they are now.
+    pub fn zero(&mut self, model: &Model, only: Option<&ServiceKey>) {
+        for s in &model.services {
+            let key = s.spec.key;
+            if only.is_some_and(|k| *k != key) {
+                continue;
+            }
+            self.services.insert(
+                key,
+                Estimate {
+                    last: s.state.stats.sum(),
+                    avg: [0.0; 5],
+                },
+            );
+            for d in &s.dests {
+                self.dests.insert(
+                    (key, d.spec.addr),
+                    Estimate {
+                        last: d.state.stats.sum(),
+                        avg: [0.0; 5],
+                    },
+                );
+            }
+        }
+    }
+
     pub fn service(&self, key: &ServiceKey) -> Rates {
         self.services
             .get(key)
@@ -124,5 +152,59 @@ mod tests {
         assert_eq!(r.inpps, 1000);
         assert_eq!(r.cps, 10);
         assert_eq!(r.outpps, 0);
+    }
+
+    #[test]
+    fn zeroing_starts_the_averages_again() {
+        use lvsd_proto::{DestSpec, Method, Op, Protocol, ServiceSpec};
+        let key = |a: &str| ServiceKey {
+            protocol: Protocol::Tcp,
+            addr: a.parse().unwrap(),
+        };
+        let (a, b) = (key("198.19.0.100:80"), key("198.19.0.101:80"));
+        let mut m = Model::new(1);
+        for k in [a, b] {
+            m.apply(&Op::AddService {
+                service: ServiceSpec {
+                    key: k,
+                    scheduler: "rr".into(),
+                    persistent: None,
+                },
+            })
+            .unwrap();
+            m.apply(&Op::AddDest {
+                service: k,
+                dest: DestSpec {
+                    addr: "198.18.1.11:8080".parse().unwrap(),
+                    weight: 1,
+                    method: Method::Nat,
+                    u_threshold: 0,
+                    l_threshold: 0,
+                },
+            })
+            .unwrap();
+        }
+        let traffic = |m: &Model| {
+            for s in &m.services {
+                s.state.stats.shard(0).count_in(1000);
+                s.dests[0].state.stats.shard(0).count_in(1000);
+            }
+        };
+        let mut e = RateEstimator::default();
+        e.sample(&m);
+        traffic(&m);
+        e.sample(&m);
+        let rs = m.services[0].dests[0].spec.addr;
+        assert!(e.service(&a).inpps > 0 && e.dest(&a, &rs).inbps > 0);
+        let before_b = e.service(&b);
+        e.zero(&m, Some(&a));
+        assert_eq!(e.service(&a), Rates::default());
+        assert_eq!(e.dest(&a, &rs), Rates::default());
+        assert_eq!(e.service(&b), before_b, "another service's rates kept");
+        // Counted before the zeroing, not after: the next sample stays 0.
+        e.sample(&m);
+        assert_eq!(e.service(&a), Rates::default());
+        e.zero(&m, None);
+        assert_eq!(e.service(&b), Rates::default());
     }
 }

@@ -66,6 +66,14 @@ fn in_group(pid: i32, gid: u32) -> bool {
         .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
 }
 
+/// Fails when a daemon answers on `path` (a stale socket file is not one).
+pub fn check_free(path: &Path) -> Result<(), ServerError> {
+    if UnixStream::connect(path).is_ok() {
+        return Err(ServerError::InUse(path.to_path_buf()));
+    }
+    Ok(())
+}
+
 /// Creates the socket at `path` with `mode`, group-owned by the admin group.
 pub fn bind(path: &Path, mode: u32, access: Access) -> Result<UnixListener, ServerError> {
     let io_err = |err| ServerError::Io {
@@ -76,9 +84,7 @@ pub fn bind(path: &Path, mode: u32, access: Access) -> Result<UnixListener, Serv
         std::fs::create_dir_all(dir).map_err(io_err)?;
     }
     if path.exists() {
-        if UnixStream::connect(path).is_ok() {
-            return Err(ServerError::InUse(path.to_path_buf()));
-        }
+        check_free(path)?;
         std::fs::remove_file(path).map_err(io_err)?;
     }
     let listener = UnixListener::bind(path).map_err(io_err)?;
