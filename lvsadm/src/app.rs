@@ -4,7 +4,7 @@
 use crate::args::{self, Action, Invocation, ListWhat};
 use crate::client::{self, Client, ClientError};
 use crate::{format, remote, restore};
-use lvsd_proto::{Op, Response};
+use lvsd_proto::{ErrorKind, Op, Response};
 use std::io::{self, Read, Write};
 
 /// Success.
@@ -99,6 +99,8 @@ pub fn run(
     err: &mut dyn Write,
 ) -> i32 {
     let action = &invocation.action;
+    // -R: the input line of each operation in the batch.
+    let mut lines: Vec<usize> = Vec::new();
     let op = match action {
         Action::Help => return emit(out, err, &args::usage()),
         Action::Version => return emit(out, err, &args::version_text()),
@@ -108,17 +110,20 @@ pub fn run(
                 let _ = writeln!(err, "lvsadm: reading the rules from stdin: {e}");
                 return EXIT_FAIL;
             }
-            let ops = match restore::parse(&text) {
-                Ok(ops) => ops,
+            match restore::parse_lines(&text) {
+                Ok(ops) => {
+                    if ops.is_empty() {
+                        return EXIT_OK;
+                    }
+                    let (numbers, ops) = ops.into_iter().unzip();
+                    lines = numbers;
+                    Op::Batch { ops }
+                }
                 Err(e) => {
                     let _ = writeln!(err, "{e}");
                     return EXIT_USAGE;
                 }
-            };
-            if ops.is_empty() {
-                return EXIT_OK;
             }
-            Op::Batch { ops }
         }
         _ => match request(action) {
             Some(op) => op,
@@ -135,7 +140,7 @@ pub fn run(
         }
     };
     if let Response::Error { kind, message } = &response {
-        let _ = writeln!(err, "{}", format::error_text(&op, *kind, message));
+        let _ = writeln!(err, "{}", refused_text(&op, &lines, *kind, message));
         return match action {
             Action::Change(_) | Action::Restore => EXIT_REFUSED,
             _ => EXIT_FAIL,
@@ -168,6 +173,23 @@ pub fn run(
 
 /// Writes `text` to stdout; a failed write (but for a closed pipe, which
 /// the reader chose) is reported.
+/// What to print when lvsd refuses `op`. An operation of a restore batch
+/// is named by its input line, and gets the text it would get on its own
+/// (`lines`: each batch operation's line).
+fn refused_text(op: &Op, lines: &[usize], kind: ErrorKind, message: &str) -> String {
+    if let Op::Batch { ops } = op {
+        if let Some((n, inner)) = lvsd_proto::split_batch_error(message) {
+            let at = n.checked_sub(1);
+            if let (Some(line), Some(one)) =
+                (at.and_then(|i| lines.get(i)), at.and_then(|i| ops.get(i)))
+            {
+                return format!("line {line}: {}", format::error_text(one, kind, inner));
+            }
+        }
+    }
+    format::error_text(op, kind, message)
+}
+
 fn emit(out: &mut dyn Write, err: &mut dyn Write, text: &str) -> i32 {
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => EXIT_OK,
@@ -295,6 +317,32 @@ mod tests {
         // Empty input: nothing to do.
         let o = run_with("-R", "\n", Response::Ok);
         assert_eq!((o.code, o.sent.len()), (EXIT_OK, 0));
+        // lvsd refuses an operation of the batch: named by its input line,
+        // with the text it gets on its own.
+        let refused = |message: &str| Response::Error {
+            kind: ErrorKind::NoService,
+            message: message.into(),
+        };
+        let input = "# saved\n-A -t 10.0.0.1:80 -s rr\n\n-a -t 10.0.0.9:80 -r 10.0.0.2\n";
+        let o = run_with(
+            "-R",
+            input,
+            refused("operation 2: no such service: TCP 10.0.0.9:80"),
+        );
+        assert_eq!(
+            (o.code, o.err.as_str()),
+            (EXIT_REFUSED, "line 4: Service not defined\n")
+        );
+        let o = run_with("-R", input, refused("operation 1: no such service: x"));
+        assert_eq!(
+            (o.code, o.err.as_str()),
+            (EXIT_REFUSED, "line 2: No such service\n")
+        );
+        // A message that names no operation of the batch is printed as before.
+        for message in ["something else", "operation 0: x", "operation 9: x"] {
+            let o = run_with("-R", input, refused(message));
+            assert_eq!(o.err, format!("No such service ({message})\n"));
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use crate::format::Format;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, ColorChoice, Command as Cli};
-use lvsd_proto::{DestSpec, Method, Op, Protocol, ServiceKey, ServiceSpec, Timeouts};
+use lvsd_proto::{DestSpec, Method, Op, Protocol, ServiceKey, ServiceSpec, Timeouts, MAX_TIMEOUT};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -16,8 +16,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 pub const DEFAULT_SCHEDULER: &str = "wlc";
 /// Persistence timeout of -p without a value, in seconds.
 pub const DEFAULT_PERSISTENT_TIMEOUT: u32 = 300;
-/// Largest timeout ipvsadm accepts: 31 days.
-pub const MAX_TIMEOUT: u32 = 86_400 * 31;
 /// Weight of a destination added without -w.
 pub const DEFAULT_WEIGHT: u32 = 1;
 const MAX_WEIGHT: u32 = 65_535;
@@ -1082,7 +1080,8 @@ virtual-service:
 Options:
   --scheduler    -s scheduler         rr, wrr, lc or wlc; default {sched}
   --persistent   -p [timeout]         persistent service, default {persist} s
-  --real-server  -r server-address    a.b.c.d[:port] or [ipv6][:port];
+                                      (lvsd refuses it: not implemented yet)
+  --real-server  -r server-address    a.b.c.d[:port], ipv6 or [ipv6]:port;
                                       the port defaults to the service's
   --gatewaying   -g                   direct routing (default)
   --ipip         -i                   IPIP tunnel

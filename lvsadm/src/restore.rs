@@ -26,7 +26,13 @@ use lvsd_proto::Op;
 const PROGRAM_NAMES: &[&str] = &["ipvsadm", "lvsadm"];
 
 /// The operations of `input`, in order, or the first line's error.
+#[cfg(test)]
 pub fn parse(input: &str) -> Result<Vec<Op>, UsageError> {
+    Ok(parse_lines(input)?.into_iter().map(|(_, op)| op).collect())
+}
+
+/// The operations of `input` with the number of the line each came from.
+pub fn parse_lines(input: &str) -> Result<Vec<(usize, Op)>, UsageError> {
     let mut ops = Vec::new();
     for (index, line) in input.lines().enumerate() {
         let number = index + 1;
@@ -56,7 +62,7 @@ pub fn parse(input: &str) -> Result<Vec<Op>, UsageError> {
             return Err(at_line("--socket cannot be used in restore input"));
         }
         match invocation.action {
-            Action::Change(op) => ops.push(op),
+            Action::Change(op) => ops.push((number, op)),
             _ => {
                 return Err(at_line(
                     "only -A, -E, -D, -C, -a, -e, -d, -Z and --set can be restored",

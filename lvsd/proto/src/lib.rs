@@ -231,6 +231,22 @@ impl Op {
     }
 }
 
+/// The longest timeout, in seconds (31 days, as ipvsadm's limit).
+pub const MAX_TIMEOUT: u32 = 86_400 * 31;
+
+/// The message of an error in operation `n` (counted from 1) of a batch.
+pub fn batch_error(n: usize, message: &str) -> String {
+    format!("operation {n}: {message}")
+}
+
+/// Which operation of a batch (counted from 1) a [`batch_error`] message
+/// names, and its own message.
+pub fn split_batch_error(message: &str) -> Option<(usize, &str)> {
+    let rest = message.strip_prefix("operation ")?;
+    let (n, msg) = rest.split_once(": ")?;
+    Some((n.parse().ok()?, msg))
+}
+
 /// Why a request failed. The kinds mirror the errno values the kernel gives
 /// ipvsadm, so lvsadm can print ipvsadm's messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

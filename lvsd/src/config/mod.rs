@@ -539,6 +539,11 @@ scheduler = "wrr"
         assert_eq!(line, 16, "{msg}");
         assert!(msg.contains("198.18.1.311"), "{msg}");
 
+        let long = GOOD.replace("tcp_fin = 30", "tcp_fin = 2678401");
+        let (line, msg) = err_at(&long);
+        assert_eq!(line, 7, "the [timeouts] table: {msg}");
+        assert!(msg.contains("over 31 days"), "{msg}");
+
         let bad_key = GOOD.replace("weight = 3", "wieght = 3");
         let (line, msg) = err_at(&bad_key);
         assert_eq!(line, 22, "{msg}");

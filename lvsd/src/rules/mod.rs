@@ -279,6 +279,16 @@ impl Model {
                 None => self.services.iter().for_each(zero),
             },
             Op::SetTimeouts { timeouts } => {
+                let longest = timeouts.tcp.max(timeouts.tcp_fin).max(timeouts.udp);
+                if longest > lvsd_proto::MAX_TIMEOUT {
+                    return Err(RuleError::new(
+                        ErrorKind::Invalid,
+                        format!(
+                            "timeout {longest} s is over 31 days ({} s)",
+                            lvsd_proto::MAX_TIMEOUT
+                        ),
+                    ));
+                }
                 // As ipvsadm --set: a zero leaves that timeout as it is.
                 let t = &mut self.timeouts;
                 if timeouts.tcp != 0 {
@@ -296,12 +306,12 @@ impl Model {
                     if matches!(op, Op::Batch { .. }) {
                         return Err(RuleError::new(
                             ErrorKind::Invalid,
-                            format!("operation {}: batches do not nest", n + 1),
+                            lvsd_proto::batch_error(n + 1, "batches do not nest"),
                         ));
                     }
                     self.apply_in(op, grave).map_err(|e| RuleError {
                         kind: e.kind,
-                        message: format!("operation {}: {}", n + 1, e.message),
+                        message: lvsd_proto::batch_error(n + 1, &e.message),
                     })?;
                 }
             }
@@ -652,5 +662,23 @@ mod tests {
                 udp: 300
             }
         );
+    }
+
+    #[test]
+    fn set_timeouts_over_31_days_is_refused_whole() {
+        let mut m = Model::new(1);
+        let set = |tcp, udp| Op::SetTimeouts {
+            timeouts: Timeouts {
+                tcp,
+                tcp_fin: 0,
+                udp,
+            },
+        };
+        let e = m.apply(&set(60, lvsd_proto::MAX_TIMEOUT + 1)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Invalid);
+        assert!(e.message.contains("over 31 days"), "{}", e.message);
+        assert_eq!(m.timeouts, DEFAULT_TIMEOUTS, "nothing changed");
+        m.apply(&set(lvsd_proto::MAX_TIMEOUT, 0)).unwrap();
+        assert_eq!(m.timeouts.tcp, lvsd_proto::MAX_TIMEOUT);
     }
 }
