@@ -37,7 +37,7 @@ pub fn main(argv: &[String]) -> i32 {
         Ok(inv) => inv,
         Err(e) => {
             let _ = writeln!(err, "{e}");
-            return EXIT_USAGE;
+            return e.exit_code();
         }
     };
     if let Some(host) = host {

@@ -38,6 +38,17 @@ impl UsageError {
         }
     }
 
+    /// ipvsadm's exit status for it: 255 where ipvsadm says "Try ... -h"
+    /// (no command, and popt's errors: it returns -1), 2 for the rest (its
+    /// `fail(2, ...)`).
+    pub fn exit_code(&self) -> i32 {
+        if self.try_help {
+            255
+        } else {
+            2
+        }
+    }
+
     fn try_help(message: impl Into<String>) -> Self {
         UsageError {
             message: message.into(),
@@ -544,12 +555,28 @@ fn cli() -> Cli {
         ])
 }
 
-/// Turns clap's complaint into one line in ipvsadm's manner.
+/// Turns clap's complaint into one line in ipvsadm's manner: popt's words
+/// for an unknown option and a missing value (`--bogus: unknown option`),
+/// clap's first line for anything else.
 fn clap_error(err: &clap::Error) -> UsageError {
-    let rendered = err.render().to_string();
-    let first = rendered.lines().next().unwrap_or("bad command line");
-    let text = first.strip_prefix("error: ").unwrap_or(first);
-    UsageError::try_help(text.to_string())
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let arg = match err.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(a)) => Some(a.split_whitespace().next().unwrap_or(a).to_string()),
+        _ => None,
+    };
+    let popt = match (err.kind(), arg) {
+        (ErrorKind::UnknownArgument, Some(a)) => Some(format!("{a}: unknown option")),
+        (ErrorKind::InvalidValue, Some(a)) if err.to_string().contains("a value is required") => {
+            Some(format!("{a}: missing argument"))
+        }
+        _ => None,
+    };
+    let text = popt.unwrap_or_else(|| {
+        let rendered = err.render().to_string();
+        let first = rendered.lines().next().unwrap_or("bad command line");
+        first.strip_prefix("error: ").unwrap_or(first).to_string()
+    });
+    UsageError::try_help(text)
 }
 
 fn flag_count(m: &ArgMatches, id: &str) -> usize {
@@ -1692,11 +1719,21 @@ mod tests {
 
     #[test]
     fn unknown_options_are_usage_errors() {
+        // popt's words, as ipvsadm prints them.
         let e = parse_str("-L --bogus").unwrap_err();
         assert!(e.try_help);
-        assert!(e.message.contains("--bogus"), "{}", e.message);
+        assert_eq!(e.message, "--bogus: unknown option");
         let e = parse_str("-A -t").unwrap_err();
         assert!(e.try_help);
+        assert_eq!(e.message, "--tcp-service: missing argument");
+        // ipvsadm's exit status: -1 for popt's errors and no command, 2
+        // for its own checks.
+        assert_eq!(e.exit_code(), 255);
+        assert_eq!(parse_str("-t 10.0.0.1:80").unwrap_err().exit_code(), 255);
+        assert_eq!(
+            parse_str("-A -t 10.0.0.1:80 -w 3").unwrap_err().exit_code(),
+            2
+        );
     }
 
     #[test]
