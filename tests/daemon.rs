@@ -776,6 +776,36 @@ fn unanswered_neighbours_are_counted() {
     assert!(status.contains("neighbours: 1 resolved"), "{status}");
 }
 
+/// A real server that answers no ARP is left out of scheduling once its
+/// requests go unanswered: under lc it would otherwise (no connections,
+/// so always the least loaded) be picked for every new connection and each
+/// one dropped as no_neighbor.
+#[test]
+fn unreachable_real_servers_get_no_connections() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let cfg = config(&[(1, 1)]).replace("\"wrr\"", "\"lc\"")
+        + "\n  [[service.real_server]]\n  address = \"198.18.1.99:8080\"\n  method = \"nat\"\n";
+    let lab = lab("unreach", 1, &cfg);
+    // Three unanswered requests (one a second) mark it.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while lab.daemon_stats().neighbors.failures < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            lab.daemon_stats().neighbors
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let before = lab.daemon_stats().drops("no_neighbor");
+    let bodies = support::curl_many(&lab, "http://198.19.0.100/", 20);
+    assert_eq!(bodies.len(), 20, "{bodies:?}");
+    assert!(bodies.iter().all(|b| b == "rs1"), "{bodies:?}");
+    assert_eq!(lab.daemon_stats().drops("no_neighbor"), before);
+}
+
 /// Each shard thread of `lab`'s lvsd: its number, allowed CPUs, nice value
 /// and scheduling policy (from /proc), sorted by number.
 fn shard_threads(lab: &Lab) -> Vec<(String, String, i64, i64)> {

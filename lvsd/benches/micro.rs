@@ -179,7 +179,7 @@ impl World {
             ifaces.local.insert(IpAddr::V4(addr));
         }
         World {
-            rules: m.build(1, &ifaces.local),
+            rules: m.build(1, &ifaces.local, None),
             neigh,
             ifaces,
         }

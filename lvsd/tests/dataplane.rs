@@ -189,7 +189,7 @@ impl Lab {
         ] {
             ifaces.local.insert(ip);
         }
-        let rules = model.build(1, &ifaces.local);
+        let rules = model.build(1, &ifaces.local, None);
 
         let mut neigh = NeighTable::default();
         for (ip, mac) in [(RIP1, RS1_MAC), (RIP2, RS2_MAC)] {
@@ -261,7 +261,7 @@ impl Lab {
         self.model.apply(op).expect("valid change");
         self.rules = self
             .model
-            .build(self.rules.generation + 1, &self.ifaces.local);
+            .build(self.rules.generation + 1, &self.ifaces.local, None);
     }
 
     /// The shared state of the destination `rip:rport` of `key`.

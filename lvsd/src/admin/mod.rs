@@ -61,7 +61,11 @@ impl Control {
         kernel: Option<KernelFilter>,
         conn_table_size: u64,
     ) -> Self {
-        let rules = Arc::new(ArcSwap::from_pointee(model.build(1, &ifaces.load().local)));
+        let rules = Arc::new(ArcSwap::from_pointee(model.build(
+            1,
+            &ifaces.load().local,
+            None,
+        )));
         Control {
             model,
             rules,
@@ -157,8 +161,11 @@ impl Control {
         if op.is_change() && !matches!(op, Op::Zero { .. }) {
             let generation = self.rules.load().generation + 1;
             let local = self.ifaces.load().local.clone();
-            self.rules
-                .store(Arc::new(self.model.build(generation, &local)));
+            self.rules.store(Arc::new(self.model.build(
+                generation,
+                &local,
+                Some(&self.rules.load()),
+            )));
             self.sync_kernel();
         }
         Ok(())

@@ -6,14 +6,14 @@
 //! replies carry.
 //!
 //! Layout, sized in memory rather than in buckets: one [`Table`] per address
-//! family holds fixed-size entries (48 bytes for IPv4) in a pool reserved
+//! family holds fixed-size entries (52 bytes for IPv4) in a pool reserved
 //! for the capacity and resident as far as used (`heads::Pool`), and two
 //! bucket arrays of `u32` heads, one per key, mapped for the table's
 //! capacity (rounded up to a power of two) and used as far as the number of
 //! connections calls for (linear hashing, see [`Table`]; a page of the
 //! arrays becomes resident when first used). Entries chain through `u32`
-//! links stored in the entries themselves, so an IPv4 connection costs 48
-//! bytes plus two bucket slots per three entries or more: 56 to 59 bytes in
+//! links stored in the entries themselves, so an IPv4 connection costs 52
+//! bytes plus two bucket slots per three entries or more: 60 to 63 bytes in
 //! a large table. Destinations are referred to by a `u32` index into a
 //! small per-shard registry instead of a pointer.
 //!
@@ -23,12 +23,14 @@
 //!   carry on, as katran does under a flood.
 //! - Every entry is counted exactly once in its destination's ActiveConn
 //!   (ESTABLISHED) or InActConn (any other state), from insertion to removal.
-//! - Every live entry is on exactly one timer-wheel list. Time is an
-//!   argument: the wheel has [`TICK_MS`] slots; refreshing an entry only moves
-//!   its deadline, and the wheel re-files it lazily when its old slot comes
-//!   up, so a packet never touches the wheel. Entries leave the table only
-//!   through expiry, which walks the wheel, so the wheel's lists are singly
-//!   linked.
+//! - Every live entry is on exactly one timer-wheel list, no later than its
+//!   deadline. Time is an argument: the wheel has [`TICK_MS`] slots; a
+//!   refresh that moves a deadline later only changes the deadline, and the
+//!   wheel re-files the entry lazily when its old slot comes up, so most
+//!   packets never touch the wheel; one that moves it earlier (a TCP state
+//!   with a shorter timeout: ESTABLISHED to FIN_WAIT, CLOSE...) re-files the
+//!   entry at once, which the lists' back links make O(1). Entries leave the
+//!   table only through expiry, which walks the wheel.
 
 mod heads;
 pub mod state;
@@ -48,6 +50,9 @@ pub const TICK_MS: u64 = 250;
 const WHEEL_SLOTS: usize = 4096;
 /// The end of a chain.
 const NIL: u32 = u32::MAX;
+/// Marks a wheel back link as a slot number rather than an entry index
+/// (entry indices stay below it: [`MAX_CAPACITY`]).
+const SLOT_TAG: u32 = 1 << 31;
 /// Entry flag bits.
 const F_INACTIVE: u8 = 1;
 const F_FREE: u8 = 2;
@@ -122,7 +127,7 @@ fn hash(protocol: u8, a: u64, ap: u16, b: u64, bp: u16) -> u64 {
     fmix(x ^ fmix(y))
 }
 
-/// One connection as stored: 48 bytes for IPv4.
+/// One connection as stored: 52 bytes for IPv4.
 #[derive(Debug, Clone, Copy)]
 #[repr(C)]
 struct Entry<A> {
@@ -145,6 +150,9 @@ struct Entry<A> {
     in_next: u32,
     out_next: u32,
     timer_next: u32,
+    /// The entry before this one on its wheel list, or [`SLOT_TAG`] and the
+    /// slot for the list's first entry.
+    timer_prev: u32,
 }
 
 fn method_code(m: Method) -> u8 {
@@ -453,14 +461,43 @@ impl<A: Addr> Table<A> {
 
     /// Puts entry `i` on the wheel list of its deadline's slot.
     fn file(&mut self, i: u32) {
-        let e = &mut self.entries[i as usize];
         // Never into a slot already passed, nor more than one turn ahead:
         // such entries are re-filed when their slot comes up.
         let last = self.wheel_tick + WHEEL_SLOTS as u64 - 1;
-        let tick = u64::from(e.expires).clamp(self.wheel_tick, last);
+        let tick = u64::from(self.entries[i as usize].expires).clamp(self.wheel_tick, last);
         let slot = usize::try_from(tick % WHEEL_SLOTS as u64).unwrap_or(0);
-        e.timer_next = self.wheel[slot];
+        let tag = SLOT_TAG | u32::try_from(slot).unwrap_or(0);
+        let next = self.wheel[slot];
+        if next != NIL {
+            self.entries[next as usize].timer_prev = i;
+        }
+        let e = &mut self.entries[i as usize];
+        e.timer_next = next;
+        e.timer_prev = tag;
         self.wheel[slot] = i;
+    }
+
+    /// Takes entry `i` off its wheel list (it must be on one).
+    fn unfile(&mut self, i: u32) {
+        let Entry {
+            timer_prev: prev,
+            timer_next: next,
+            ..
+        } = self.entries[i as usize];
+        if prev & SLOT_TAG != 0 {
+            self.wheel[(prev & !SLOT_TAG) as usize] = next;
+        } else {
+            self.entries[prev as usize].timer_next = next;
+        }
+        if next != NIL {
+            self.entries[next as usize].timer_prev = prev;
+        }
+    }
+
+    /// Re-files entry `i` after its deadline moved earlier.
+    fn refile(&mut self, i: u32) {
+        self.unfile(i);
+        self.file(i);
     }
 
     /// Unlinks entry `i` from its key chains and frees it; returns it.
@@ -739,6 +776,7 @@ impl ConnTable {
                     in_next: NIL,
                     out_next: NIL,
                     timer_next: NIL,
+                    timer_prev: NIL,
                 }
             };
         }
@@ -752,6 +790,7 @@ impl ConnTable {
             self.v6.insert(e) as usize | V6_BIT
         };
         c.dest.inactive.fetch_add(1, Relaxed);
+        c.dest.bound();
         Ok(id)
     }
 
@@ -766,24 +805,28 @@ impl ConnTable {
         t: &Timeouts,
     ) {
         let i = id & !V6_BIT;
+        // A deadline moved earlier is re-filed now; one moved later waits
+        // for its slot.
         if id & V6_BIT == 0 {
-            touch_entry(
+            if touch_entry(
                 self.v4.entries.get_mut(i),
                 &self.registry,
                 dir,
                 tcp_flags,
                 now,
                 t,
-            );
-        } else {
-            touch_entry(
-                self.v6.entries.get_mut(i),
-                &self.registry,
-                dir,
-                tcp_flags,
-                now,
-                t,
-            );
+            ) {
+                self.v4.refile(u32::try_from(i).unwrap_or(NIL));
+            }
+        } else if touch_entry(
+            self.v6.entries.get_mut(i),
+            &self.registry,
+            dir,
+            tcp_flags,
+            now,
+            t,
+        ) {
+            self.v6.refile(u32::try_from(i).unwrap_or(NIL));
         }
     }
 
@@ -808,6 +851,7 @@ impl ConnTable {
             } else {
                 d.active.fetch_sub(1, Relaxed);
             }
+            d.unbound();
         }
         self.registry.release(dest);
     }
@@ -852,6 +896,8 @@ impl ConnTable {
     pub const V4_ENTRY_BYTES: usize = std::mem::size_of::<Entry<u32>>();
 }
 
+/// Runs one packet through entry `e`'s state machine and sets its new
+/// deadline; true when that deadline is earlier than before.
 fn touch_entry<A>(
     e: Option<&mut Entry<A>>,
     registry: &Registry,
@@ -859,10 +905,10 @@ fn touch_entry<A>(
     tcp_flags: Option<(bool, bool, bool, bool)>,
     now: u64,
     t: &Timeouts,
-) {
-    let Some(e) = e else { return };
+) -> bool {
+    let Some(e) = e else { return false };
     if e.flags & F_FREE != 0 {
-        return;
+        return false;
     }
     let mut state = state_of(e.state);
     if let Some((syn, fin, ack, rst)) = tcp_flags {
@@ -887,7 +933,9 @@ fn touch_entry<A>(
             }
         }
     }
+    let before = e.expires;
     e.expires = ticks(now + state.timeout_ms(t));
+    e.expires < before
 }
 
 #[cfg(test)]
@@ -915,7 +963,7 @@ mod tests {
 
     #[test]
     fn entry_is_small() {
-        assert_eq!(ConnTable::V4_ENTRY_BYTES, 48);
+        assert_eq!(ConnTable::V4_ENTRY_BYTES, 52);
     }
 
     #[test]
@@ -986,6 +1034,98 @@ mod tests {
         t.clear();
         assert!(t.is_empty());
         assert_eq!(d.inactive.load(Relaxed), 0);
+    }
+
+    /// Every live entry is on exactly one wheel list, and each list's back
+    /// links mirror its forward links.
+    fn assert_wheel_consistent<A: Copy>(t: &Table<A>) {
+        let mut seen = vec![false; t.entries.len()];
+        for (slot, &head) in t.wheel.iter().enumerate() {
+            let mut prev = SLOT_TAG | slot as u32;
+            let mut i = head;
+            while i != NIL {
+                let e = &t.entries[i as usize];
+                assert_eq!(e.timer_prev, prev, "entry {i} in slot {slot}");
+                assert!(
+                    !std::mem::replace(&mut seen[i as usize], true),
+                    "entry {i} twice"
+                );
+                prev = i;
+                i = e.timer_next;
+            }
+        }
+        for (i, e) in t.entries.iter().enumerate() {
+            assert_eq!(seen[i], e.flags & F_FREE == 0, "entry {i}");
+        }
+    }
+
+    /// A connection that closes after its deadline was pushed far out
+    /// (ESTABLISHED: 900 s) leaves at its new, earlier deadline, among
+    /// other entries on the same wheel lists, which stay as they were.
+    #[test]
+    fn a_deadline_moved_earlier_is_kept() {
+        let d = Arc::new(DestState::new(1));
+        let mut t = ConnTable::new(100, 0);
+        let ids: Vec<ConnId> = (1..=3)
+            .map(|p| t.insert(new_conn(&d, p), 0, &T).unwrap())
+            .collect();
+        for &id in &ids {
+            t.touch(id, Dir::Input, flags(true, false, false, false), 0, &T);
+            t.touch(id, Dir::Output, flags(true, false, true, false), 0, &T);
+            t.touch(id, Dir::Input, flags(false, false, true, false), 0, &T);
+        }
+        // Traffic for 100 s: the wheel re-files them past their first slots.
+        for s in 1..=100u64 {
+            assert_eq!(t.expire(s * 1000), 0);
+            for &id in &ids {
+                t.touch(
+                    id,
+                    Dir::Input,
+                    flags(false, false, true, false),
+                    s * 1000,
+                    &T,
+                );
+            }
+        }
+        // The middle one is reset at 100 s (CLOSE: 10 s), the first
+        // closes with FINs (TIME_WAIT: 120 s), the third stays.
+        t.touch(
+            ids[1],
+            Dir::Input,
+            flags(false, false, false, true),
+            100_000,
+            &T,
+        );
+        t.touch(
+            ids[0],
+            Dir::Input,
+            flags(false, true, true, false),
+            100_000,
+            &T,
+        );
+        t.touch(
+            ids[0],
+            Dir::Output,
+            flags(false, true, true, false),
+            100_000,
+            &T,
+        );
+        assert_eq!(t.get(ids[1]).unwrap().state, State::Close);
+        assert_wheel_consistent(&t.v4);
+        assert_eq!(t.expire(109_000), 0);
+        assert_eq!(t.expire(110_500), 1, "the reset one leaves at 110 s");
+        assert!(t.get(ids[1]).is_none());
+        let tw = t.get(ids[0]).unwrap();
+        assert_eq!(tw.state, State::TimeWait);
+        assert_eq!(tw.expires, 220_000);
+        assert_eq!(t.expire(219_000), 0);
+        assert_eq!(t.expire(220_500), 1, "the closed one at 220 s");
+        assert_eq!(t.len(), 1);
+        assert_wheel_consistent(&t.v4);
+        assert_eq!(t.expire(999_000), 0, "the idle one until 1,000 s");
+        assert_eq!(t.expire(1_000_500), 1);
+        assert!(t.is_empty());
+        assert_eq!((d.active.load(Relaxed), d.inactive.load(Relaxed)), (0, 0));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! table on a subnet of one of lvsd's interfaces is wanted; an unresolved one
 //! is asked for once a second, a resolved one is re-asked after [`REFRESH`]
 //! and forgotten when [`STALE`] passes without an answer. Unanswered
-//! requests are counted.
+//! requests are counted; a real server left unanswered for
+//! [`UNREACHABLE_AFTER`] requests, or on no subnet of lvsd's interfaces, is
+//! marked unreachable and gets no new connections until it answers.
 
 use super::sys;
 use crate::dataplane::{Interfaces, NeighTable, Neighbor};
@@ -31,6 +33,9 @@ const REFRESH: Duration = Duration::from_secs(30);
 const STALE: Duration = Duration::from_secs(90);
 /// Ask an unresolved neighbour this often.
 const RETRY: Duration = Duration::from_secs(1);
+/// Unanswered requests after which an unresolved real server is left out
+/// of scheduling (`DestState::unreachable`) until it answers.
+const UNREACHABLE_AFTER: u32 = 3;
 
 #[derive(Debug)]
 struct Entry {
@@ -141,6 +146,19 @@ pub fn run(
                     e.unanswered = 0;
                 }
             }
+        }
+        // The schedulers leave out real servers that cannot be reached: a
+        // frame for one would be dropped (no_neighbor), and under lc/wlc an
+        // unreachable server, having no connections, would be picked for
+        // every new one.
+        for d in table.services.iter().flat_map(|s| &s.dests) {
+            if d.local {
+                continue;
+            }
+            let unreachable = entries
+                .get(&d.addr().ip())
+                .is_none_or(|e| e.mac.is_none() && e.unanswered >= UNREACHABLE_AFTER);
+            d.state.unreachable.store(unreachable, Ordering::Relaxed);
         }
         if changed {
             let mut t = NeighTable::default();

@@ -320,8 +320,15 @@ impl Model {
     }
 
     /// Builds the immutable table the data path reads. `local` holds the
-    /// director's own addresses: destinations there are local nodes.
-    pub fn build(&self, generation: u64, local: &FastSet<IpAddr>) -> RuleTable {
+    /// director's own addresses: destinations there are local nodes. A
+    /// service that was in `previous` with the same scheduler keeps its
+    /// scheduler's position (see [`sched::Scheduler::successor`]).
+    pub fn build(
+        &self,
+        generation: u64,
+        local: &FastSet<IpAddr>,
+        previous: Option<&RuleTable>,
+    ) -> RuleTable {
         let mut services = Vec::with_capacity(self.services.len());
         let mut index = FastMap::default();
         let mut vips = FastSet::default();
@@ -340,10 +347,17 @@ impl Model {
                 if d.method() == Method::Nat {
                     nat_dests.insert((s.spec.key.protocol, d.addr()));
                 }
+                d.state
+                    .set_thresholds(d.spec.u_threshold, d.spec.l_threshold);
             }
             // Validation guarantees the scheduler exists; an unknown one would
             // have been refused by apply(), so the fallback never runs.
-            let sched = sched::new_scheduler(&s.spec.scheduler, &dests)
+            let carried = previous
+                .and_then(|p| p.service(s.spec.key.protocol, s.spec.key.addr))
+                .filter(|old| old.sched.name() == s.spec.scheduler)
+                .and_then(|old| old.sched.successor(&old.dests, &dests));
+            let sched = carried
+                .or_else(|| sched::new_scheduler(&s.spec.scheduler, &dests))
                 .or_else(|| sched::new_scheduler("rr", &dests))
                 .expect("rr always exists");
             index.insert(s.spec.key, i);
@@ -509,7 +523,7 @@ pub struct RuleTable {
 
 impl RuleTable {
     pub fn empty() -> Self {
-        Model::new(1).build(0, &FastSet::default())
+        Model::new(1).build(0, &FastSet::default(), None)
     }
 
     /// The service for (protocol, VIP:port), if any.
@@ -545,6 +559,13 @@ mod tests {
         }
     }
 
+    fn dest_edit(s: &str, r: &str, w: u32) -> Op {
+        match dest(s, r, w) {
+            Op::AddDest { service, dest } => Op::EditDest { service, dest },
+            other => other,
+        }
+    }
+
     fn dest(s: &str, r: &str, w: u32) -> Op {
         Op::AddDest {
             service: key(s),
@@ -558,6 +579,65 @@ mod tests {
         }
     }
 
+    /// A change anywhere in the rules builds a new table; a round-robin
+    /// service goes on where it was (before, every change sent the next
+    /// connection of every service to its first destination).
+    #[test]
+    fn schedulers_keep_their_position_across_changes() {
+        let local = FastSet::default();
+        let mut m = Model::new(1);
+        for (vip, sched) in [("198.19.0.100:80", "rr"), ("198.19.0.101:80", "wrr")] {
+            m.apply(&svc(vip, sched)).unwrap();
+            for rs in 11..=14 {
+                m.apply(&dest(vip, &format!("198.18.1.{rs}:8080"), 1))
+                    .unwrap();
+            }
+        }
+        m.apply(&svc("198.19.0.102:80", "rr")).unwrap();
+        m.apply(&dest("198.19.0.102:80", "198.18.1.11:8080", 1))
+            .unwrap();
+        let pick = |t: &RuleTable, vip: &str| {
+            let s = t.service(Protocol::Tcp, vip.parse().unwrap()).unwrap();
+            s.sched.pick(&s.dests).unwrap()
+        };
+        let mut t = m.build(1, &local, None);
+        let mut got = (Vec::new(), Vec::new());
+        for round in 0..6 {
+            got.0.push(pick(&t, "198.19.0.100:80"));
+            got.1.push(pick(&t, "198.19.0.101:80"));
+            // A weight change on another service, then the next table.
+            m.apply(&dest_edit("198.19.0.102:80", "198.18.1.11:8080", round + 2))
+                .unwrap();
+            t = m.build(round as u64 + 2, &local, Some(&t));
+        }
+        assert_eq!(got.0, [0, 1, 2, 3, 0, 1], "rr");
+        assert_eq!(got.1, [0, 1, 2, 3, 0, 1], "wrr");
+
+        // rr: the destination picked last removed: on from its index.
+        let rr = "198.19.0.100:80";
+        assert_eq!(pick(&t, rr), 2);
+        m.apply(&Op::DeleteDest {
+            service: key(rr),
+            dest: "198.18.1.13:8080".parse().unwrap(),
+        })
+        .unwrap();
+        t = m.build(20, &local, Some(&t));
+        assert_eq!(pick(&t, rr), 2, "198.18.1.14, now third");
+        // wrr: a change to its own service starts the scan again, as
+        // IPVS's does.
+        let wrr = "198.19.0.101:80";
+        m.apply(&dest_edit(wrr, "198.18.1.14:8080", 1)).unwrap();
+        t = m.build(21, &local, Some(&t));
+        assert_eq!(
+            pick(&t, wrr),
+            2,
+            "an edit to the same weight changes nothing"
+        );
+        m.apply(&dest_edit(wrr, "198.18.1.14:8080", 2)).unwrap();
+        t = m.build(22, &local, Some(&t));
+        assert_eq!(pick(&t, wrr), 0, "from the first, at the current level");
+    }
+
     #[test]
     fn add_edit_delete() {
         let mut m = Model::new(2);
@@ -566,7 +646,7 @@ mod tests {
             .unwrap();
         m.apply(&dest("198.19.0.100:80", "198.18.1.12:8080", 3))
             .unwrap();
-        let t = m.build(1, &FastSet::default());
+        let t = m.build(1, &FastSet::default(), None);
         let s = t
             .service(Protocol::Tcp, "198.19.0.100:80".parse().unwrap())
             .unwrap();

@@ -29,6 +29,15 @@ pub trait Scheduler: Send + Sync + Debug {
     /// when no destination is available. `dests` is the same slice the
     /// scheduler was built with.
     fn pick(&self, dests: &[Dest]) -> Option<usize>;
+
+    /// The scheduler for this service in the next rule table, whose
+    /// destinations are `new` (this one's were `old`): every change to the
+    /// rules builds a new table, and the round-robin schedulers carry their
+    /// position over, as IPVS keeps a service's scheduler across changes.
+    /// None: build a fresh one (a scheduler with no position).
+    fn successor(&self, _old: &[Dest], _new: &[Dest]) -> Option<Box<dyn Scheduler>> {
+        None
+    }
 }
 
 /// Scheduler names this build knows, in the order `lvsadm -h` lists them.

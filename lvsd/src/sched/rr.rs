@@ -52,6 +52,25 @@ impl Scheduler for RoundRobin {
             }
         }
     }
+
+    /// Goes on after the destination picked last, wherever it now is; if
+    /// it is gone, with the one that followed it (IPVS's rr steps back to
+    /// the removed one's predecessor).
+    fn successor(&self, old: &[Dest], new: &[Dest]) -> Option<Box<dyn Scheduler>> {
+        let next = self.next.load(Relaxed);
+        let after_last = match next.checked_sub(1) {
+            None => 0,
+            Some(last) => {
+                let last = last % old.len().max(1);
+                old.get(last)
+                    .and_then(|d| new.iter().position(|n| n.addr() == d.addr()))
+                    .map_or(last, |i| i + 1)
+            }
+        };
+        Some(Box::new(RoundRobin {
+            next: AtomicUsize::new(after_last),
+        }))
+    }
 }
 
 #[cfg(test)]

@@ -119,6 +119,30 @@ impl Scheduler for WeightedRoundRobin {
         }
         None
     }
+
+    /// The same destinations and weights (a change elsewhere in the rules):
+    /// the position as it is. Otherwise, as IPVS's wrr on a change to its
+    /// service: the scan starts again at the first destination, at the
+    /// current weight level where it is still one (else the largest).
+    fn successor(&self, old: &[Dest], new: &[Dest]) -> Option<Box<dyn Scheduler>> {
+        let mut next = WeightedRoundRobin::new(new);
+        let pos = self.position.lock().unwrap_or_else(PoisonError::into_inner);
+        let same = old.len() == new.len()
+            && old
+                .iter()
+                .zip(new)
+                .all(|(a, b)| a.addr() == b.addr() && a.weight() == b.weight());
+        let p = next
+            .position
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if same {
+            (p.next, p.cw) = (pos.next, pos.cw);
+        } else if next.gcd > 0 && pos.cw > 0 && pos.cw <= next.max {
+            p.cw = (pos.cw / next.gcd).max(1) * next.gcd;
+        }
+        Some(Box::new(next))
+    }
 }
 
 #[cfg(test)]
