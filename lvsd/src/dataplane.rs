@@ -18,7 +18,7 @@
 //! - Forwarded frames stay inside their buffer: a tunnel's outer header uses
 //!   the room before the frame, a reply that grows uses the room after it.
 
-use crate::conn::state::Dir;
+use crate::conn::state::{Dir, State};
 use crate::conn::{ConnTable, Key, NewConn};
 use crate::forward::icmp::{self as icmpx, Embedded};
 use crate::forward::nat::rewrite;
@@ -587,7 +587,23 @@ fn l4(rx: &Rx, conns: &mut ConnTable, f: &mut Frame, flow: &Flow, to_vip: bool) 
             src: client,
             dst: vip,
         };
-        let id = match conns.lookup_in(&key) {
+        // As IPVS with its default conn_reuse_mode: a SYN on a connection
+        // in TIME_WAIT or CLOSE (the client reusing its port) ends it and
+        // starts a new one, scheduled afresh.
+        let is_syn = flow
+            .flags
+            .is_some_and(|(syn, fin, ack, rst)| syn && !ack && !fin && !rst);
+        let found = conns.lookup_in(&key).filter(|&id| {
+            let closed = is_syn
+                && conns
+                    .get(id)
+                    .is_some_and(|c| matches!(c.state, State::TimeWait | State::Close));
+            if closed {
+                conns.remove(id);
+            }
+            !closed
+        });
+        let id = match found {
             Some(id) => id,
             None => {
                 let Some(svc) = ctx.rules.service(flow.protocol, vip) else {

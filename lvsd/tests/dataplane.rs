@@ -2740,3 +2740,47 @@ fn checkers_catch_damage() {
     bad[L3 + 8] ^= 1; // the source address, in the pseudo-header
     assert_eq!(l4_ok(l3(&bad)), Some(false));
 }
+
+/// As IPVS with its default conn_reuse_mode: a SYN on a connection in
+/// TIME_WAIT or CLOSE (the client reusing its port) ends that connection and
+/// is scheduled afresh; a SYN on a live connection stays with it.
+#[test]
+fn a_syn_on_a_closed_connection_is_scheduled_afresh() {
+    let mut lab = Lab::new();
+    lab.apply(&Op::AddDest {
+        service: tcp_key(HTTP),
+        dest: nat_dest(RIP2, HTTP_R, 1),
+    });
+    let rs_of = |f: &[u8]| Ipv4Addr::new(f[L3 + 16], f[L3 + 17], f[L3 + 18], f[L3 + 19]);
+    let mut f = from_client(HTTP, syn()).frame();
+    assert_eq!(lab.process(EXT, &mut f), Verdict::Forward { iface: INT });
+    assert_eq!(rs_of(&f), RIP1);
+    // A retransmitted SYN stays with the connection (SYN_RECV).
+    let mut f = from_client(HTTP, syn()).frame();
+    lab.process(EXT, &mut f);
+    assert_eq!(rs_of(&f), RIP1);
+    // Established, then reset by the client; its next SYN from the same
+    // port goes by rr.
+    for (iface, mut f) in [
+        (INT, from_rs(HTTP_R, syn_ack()).frame()),
+        (EXT, from_client(HTTP, ack()).frame()),
+        (EXT, from_client(HTTP, tcp_l4(flag::RST, 1001, 0)).frame()),
+    ] {
+        lab.process(iface, &mut f);
+    }
+    assert_eq!(
+        lab.state(Protocol::Tcp, CIP, CPORT, HTTP),
+        Some(State::Close)
+    );
+    let mut f = from_client(HTTP, syn()).frame();
+    assert_eq!(lab.process(EXT, &mut f), Verdict::Forward { iface: INT });
+    assert_eq!(rs_of(&f), RIP2, "rescheduled");
+    assert_eq!(
+        lab.state(Protocol::Tcp, CIP, CPORT, HTTP),
+        Some(State::SynRecv)
+    );
+    assert_eq!(lab.conns.len(), 1, "the closed connection is gone");
+    assert_eq!(lab.http_counts(), (0, 0), "RS1 no longer counts it");
+    let rs2 = lab.dest(tcp_key(HTTP), RIP2, HTTP_R);
+    assert_eq!(rs2.inactive.load(Relaxed), 1);
+}

@@ -30,7 +30,8 @@
 //!   packets never touch the wheel; one that moves it earlier (a TCP state
 //!   with a shorter timeout: ESTABLISHED to FIN_WAIT, CLOSE...) re-files the
 //!   entry at once, which the lists' back links make O(1). Entries leave the
-//!   table only through expiry, which walks the wheel.
+//!   table through expiry, which walks the wheel, and through
+//!   [`ConnTable::remove`] (a SYN reusing a closed connection's ports).
 
 mod heads;
 pub mod state;
@@ -830,6 +831,39 @@ impl ConnTable {
         }
     }
 
+    /// Removes connection `id` now (a SYN reusing a closed connection's
+    /// ports starts a new one).
+    pub fn remove(&mut self, id: ConnId) {
+        let i = id & !V6_BIT;
+        let Ok(idx) = u32::try_from(i) else { return };
+        let gone = if id & V6_BIT == 0 {
+            let live = self
+                .v4
+                .entries
+                .get(i)
+                .is_some_and(|e| e.flags & F_FREE == 0);
+            live.then(|| {
+                self.v4.unfile(idx);
+                let e = self.v4.unlink(idx);
+                (e.dest, e.flags)
+            })
+        } else {
+            let live = self
+                .v6
+                .entries
+                .get(i)
+                .is_some_and(|e| e.flags & F_FREE == 0);
+            live.then(|| {
+                self.v6.unfile(idx);
+                let e = self.v6.unlink(idx);
+                (e.dest, e.flags)
+            })
+        };
+        if let Some((dest, flags)) = gone {
+            self.forget(dest, flags);
+        }
+    }
+
     /// Removes every connection whose deadline has passed; returns how many.
     /// Call once per batch with the batch's clock.
     pub fn expire(&mut self, now: u64) -> usize {
@@ -1126,6 +1160,23 @@ mod tests {
         assert_eq!(t.expire(1_000_500), 1);
         assert!(t.is_empty());
         assert_eq!((d.active.load(Relaxed), d.inactive.load(Relaxed)), (0, 0));
+    }
+
+    #[test]
+    fn remove_takes_an_entry_off_everything() {
+        let d = Arc::new(DestState::new(1));
+        let mut t = ConnTable::new(10, 0);
+        let ids: Vec<ConnId> = (1..=3)
+            .map(|p| t.insert(new_conn(&d, p), 0, &T).unwrap())
+            .collect();
+        t.remove(ids[1]);
+        t.remove(ids[1]);
+        assert_eq!(t.len(), 2);
+        assert!(t.get(ids[1]).is_none());
+        assert_eq!(d.inactive.load(Relaxed), 2);
+        assert_wheel_consistent(&t.v4);
+        assert_eq!(t.expire(61_000), 2, "the others expire as before");
+        assert!(t.is_empty());
     }
 
     #[test]

@@ -136,6 +136,12 @@ pub fn rewrite_v6(packet: &mut [u8], side: Side, addr: Ipv6Addr, port: u16, part
     let old_port = u16::from_be_bytes([l4[port_at], l4[port_at + 1]]);
     l4[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
     let mut c = u16::from_be_bytes([l4[csum_at], l4[csum_at + 1]]);
+    if csum_at == UDP_CHECKSUM && c == 0 && !partial {
+        // A zero UDP checksum, which IPv6 allows only for tunnels (RFC
+        // 6935): passed on as it came, as over IPv4; an update would turn it
+        // into a wrong checksum.
+        return true;
+    }
     if partial {
         c = update128_partial(c, old_addr.octets(), addr.octets());
     } else {
@@ -156,5 +162,37 @@ pub fn rewrite(packet: &mut [u8], side: Side, addr: IpAddr, port: u16, partial: 
         (IpAddr::V4(a), Some(4)) => rewrite_v4(packet, side, a, port, partial),
         (IpAddr::V6(a), Some(6)) => rewrite_v6(packet, side, a, port, partial),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An IPv6 UDP datagram without a checksum (allowed for tunnels) keeps
+    /// none; one with a checksum gets it updated.
+    #[test]
+    fn ipv6_udp_zero_checksum_stays_zero() {
+        for check in [0u16, 0x1234] {
+            let mut p = vec![0u8; V6_HEADER_LEN + 8 + 4];
+            {
+                let mut ip = Ipv6Packet::new_unchecked(&mut p[..]);
+                ip.set_version_defaults();
+                ip.set_payload_len(12);
+                ip.set_next_header(IpProtocol::Udp);
+                ip.set_hop_limit(64);
+                ip.set_dst_addr("2001:db8::100".parse().unwrap());
+            }
+            p[V6_HEADER_LEN + UDP_CHECKSUM..V6_HEADER_LEN + UDP_CHECKSUM + 2]
+                .copy_from_slice(&check.to_be_bytes());
+            let rs: Ipv6Addr = "2001:db8:1::11".parse().unwrap();
+            assert!(rewrite_v6(&mut p, Side::Dst, rs, 5353, false));
+            assert_eq!(Ipv6Packet::new_unchecked(&p[..]).dst_addr(), rs);
+            let now = u16::from_be_bytes([
+                p[V6_HEADER_LEN + UDP_CHECKSUM],
+                p[V6_HEADER_LEN + UDP_CHECKSUM + 1],
+            ]);
+            assert_eq!(now == 0, check == 0, "{check:#x} became {now:#x}");
+        }
     }
 }

@@ -66,7 +66,10 @@ pub fn encap_v4(
             inner_mtu: mtu.saturating_sub(V4_OVERHEAD),
         };
     }
-    let df = Ipv4Packet::new_unchecked(&f.l3()[..]).dont_frag();
+    let inner = Ipv4Packet::new_unchecked(&f.l3()[..]);
+    // As IPVS's ipip and RFC 2003: DF, DSCP and ECN copied to the outer
+    // header; its identification is the inner one's.
+    let (df, tos, ident) = (inner.dont_frag(), inner.dscp_ecn(), inner.ident());
     dr::decrement_ttl(f.l3());
     if !shift_l2(f, V4_OVERHEAD) {
         return Encap::NoRoom;
@@ -81,10 +84,10 @@ pub fn encap_v4(
     };
     let mut outer = Ipv4Packet::new_unchecked(&mut f.buf[at..at + V4_OVERHEAD]);
     repr.emit(&mut outer);
-    if df {
-        outer.set_dont_frag(true);
-        outer.fill_checksum();
-    }
+    outer.set_dont_frag(df);
+    outer.set_dscp_ecn(tos);
+    outer.set_ident(ident);
+    outer.fill_checksum();
     f.len = L2_LEN + V4_OVERHEAD + inner_len;
     Encap::Done
 }
@@ -108,6 +111,7 @@ pub fn encap_v6(
             inner_mtu: usize::from(u16::MAX) - V6_OVERHEAD,
         };
     };
+    let tc = Ipv6Packet::new_unchecked(&f.l3()[..]).traffic_class();
     dr::decrement_ttl(f.l3());
     if !shift_l2(f, V6_OVERHEAD) {
         return Encap::NoRoom;
@@ -115,6 +119,7 @@ pub fn encap_v6(
     let at = f.start + L2_LEN;
     let mut outer = Ipv6Packet::new_unchecked(&mut f.buf[at..at + V6_OVERHEAD]);
     outer.set_version_defaults();
+    outer.set_traffic_class(tc);
     outer.set_payload_len(payload_len);
     outer.set_next_header(IpProtocol::Ipv6);
     outer.set_hop_limit(OUTER_TTL);
@@ -171,6 +176,66 @@ mod tests {
         assert_eq!(inner.ttl(), 63);
         assert!(inner.verify_checksum());
         assert_eq!(f.bytes()[vnet::HEADER_LEN + 12], 0x08);
+    }
+
+    /// DSCP and ECN (and the identification) carry over to the outer
+    /// header, and DF only where the inner packet has it.
+    #[test]
+    fn v4_outer_header_copies_the_marks() {
+        for df in [true, false] {
+            let mut buf = vec![0u8; 2048];
+            frame_v4(&mut buf, 64, 40, df);
+            let l3 = 64 + L2_LEN;
+            let mut ip = Ipv4Packet::new_unchecked(&mut buf[l3..l3 + 40]);
+            ip.set_dscp_ecn(0xb9); // EF, ECT(1)
+            ip.set_ident(0x1234);
+            ip.fill_checksum();
+            let mut f = Frame {
+                buf: &mut buf,
+                start: 64,
+                len: L2_LEN + 40,
+            };
+            let r = encap_v4(
+                &mut f,
+                40,
+                Ipv4Addr::new(198, 18, 1, 1),
+                Ipv4Addr::new(198, 18, 1, 11),
+                1500,
+            );
+            assert_eq!(r, Encap::Done);
+            let outer = Ipv4Packet::new_checked(f.l3()).unwrap();
+            assert!(outer.verify_checksum());
+            assert_eq!(
+                (outer.dscp_ecn(), outer.ident(), outer.dont_frag()),
+                (0xb9, 0x1234, df)
+            );
+        }
+    }
+
+    #[test]
+    fn v6_outer_header_copies_the_traffic_class() {
+        let mut buf = vec![0u8; 2048];
+        let l3 = 64 + L2_LEN;
+        let mut ip = Ipv6Packet::new_unchecked(&mut buf[l3..l3 + 60]);
+        ip.set_version_defaults();
+        ip.set_traffic_class(0xb9);
+        ip.set_payload_len(20);
+        ip.set_next_header(IpProtocol::Tcp);
+        ip.set_hop_limit(64);
+        assert_eq!(ip.traffic_class(), 0xb9);
+        assert_eq!(&buf[l3..l3 + 2], &[0x6b, 0x90], "version 6 kept");
+        let mut f = Frame {
+            buf: &mut buf,
+            start: 64,
+            len: L2_LEN + 60,
+        };
+        let any = "2001:db8::1".parse().unwrap();
+        assert_eq!(encap_v6(&mut f, 60, any, any, 1500), Encap::Done);
+        let outer = Ipv6Packet::new_unchecked(f.l3());
+        assert_eq!(
+            (outer.traffic_class(), outer.next_header()),
+            (0xb9, IpProtocol::Ipv6)
+        );
     }
 
     #[test]

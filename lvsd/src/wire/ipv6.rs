@@ -70,6 +70,12 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         HEADER_LEN + usize::from(self.payload_len())
     }
 
+    /// The traffic class (DSCP and ECN).
+    pub fn traffic_class(&self) -> u8 {
+        let b = &self.buffer.as_ref()[field::VER_TC_FLOW];
+        (b[0] << 4) | (b[1] >> 4)
+    }
+
     pub fn next_header(&self) -> IpProtocol {
         IpProtocol::from(self.buffer.as_ref()[field::NEXT_HEADER])
     }
@@ -99,6 +105,12 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     /// Writes version 6, traffic class 0 and flow label 0.
+    pub fn set_traffic_class(&mut self, tc: u8) {
+        let b = &mut self.buffer.as_mut()[field::VER_TC_FLOW];
+        b[0] = (b[0] & 0xf0) | (tc >> 4);
+        b[1] = (b[1] & 0x0f) | (tc << 4);
+    }
+
     pub fn set_version_defaults(&mut self) {
         self.buffer.as_mut()[field::VER_TC_FLOW].copy_from_slice(&[0x60, 0, 0, 0]);
     }
