@@ -152,8 +152,25 @@ mod tests {
     fn v4_wraps_in_place() {
         let mut buf = vec![0u8; 2048];
         frame_v4(&mut buf, 64, 40, true);
+        let (r, start, len, bytes) = wrap40(&mut buf);
+        assert_eq!(r, Encap::Done);
+        assert_eq!((start, len), (44, L2_LEN + 60));
+        let outer = Ipv4Packet::new_checked(&bytes[L2_LEN..]).unwrap();
+        assert!(outer.verify_checksum());
+        assert_eq!(outer.next_header(), IpProtocol::IpIp);
+        assert!(outer.dont_frag());
+        assert_eq!(outer.total_len(), 60);
+        let inner = Ipv4Packet::new_checked(outer.payload()).unwrap();
+        assert_eq!(inner.ttl(), 63);
+        assert!(inner.verify_checksum());
+        assert_eq!(bytes[vnet::HEADER_LEN + 12], 0x08);
+    }
+
+    /// Wraps the 40-byte packet at offset 64 of `buf` for 198.18.1.11: the
+    /// result, the frame's new start and length, and its bytes.
+    fn wrap40(buf: &mut [u8]) -> (Encap, usize, usize, Vec<u8>) {
         let mut f = Frame {
-            buf: &mut buf,
+            buf,
             start: 64,
             len: L2_LEN + 40,
         };
@@ -164,18 +181,7 @@ mod tests {
             Ipv4Addr::new(198, 18, 1, 11),
             1500,
         );
-        assert_eq!(r, Encap::Done);
-        assert_eq!((f.start, f.len), (44, L2_LEN + 60));
-        let l3 = f.l3().to_vec();
-        let outer = Ipv4Packet::new_checked(&l3[..]).unwrap();
-        assert!(outer.verify_checksum());
-        assert_eq!(outer.next_header(), IpProtocol::IpIp);
-        assert!(outer.dont_frag());
-        assert_eq!(outer.total_len(), 60);
-        let inner = Ipv4Packet::new_checked(outer.payload()).unwrap();
-        assert_eq!(inner.ttl(), 63);
-        assert!(inner.verify_checksum());
-        assert_eq!(f.bytes()[vnet::HEADER_LEN + 12], 0x08);
+        (r, f.start, f.len, f.bytes().to_vec())
     }
 
     /// DSCP and ECN (and the identification) carry over to the outer
@@ -190,20 +196,9 @@ mod tests {
             ip.set_dscp_ecn(0xb9); // EF, ECT(1)
             ip.set_ident(0x1234);
             ip.fill_checksum();
-            let mut f = Frame {
-                buf: &mut buf,
-                start: 64,
-                len: L2_LEN + 40,
-            };
-            let r = encap_v4(
-                &mut f,
-                40,
-                Ipv4Addr::new(198, 18, 1, 1),
-                Ipv4Addr::new(198, 18, 1, 11),
-                1500,
-            );
+            let (r, _, _, bytes) = wrap40(&mut buf);
             assert_eq!(r, Encap::Done);
-            let outer = Ipv4Packet::new_checked(f.l3()).unwrap();
+            let outer = Ipv4Packet::new_checked(&bytes[L2_LEN..]).unwrap();
             assert!(outer.verify_checksum());
             assert_eq!(
                 (outer.dscp_ecn(), outer.ident(), outer.dont_frag()),
