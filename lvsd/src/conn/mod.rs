@@ -122,10 +122,19 @@ fn fmix(mut h: u64) -> u64 {
     h ^ (h >> 33)
 }
 
-fn hash(protocol: u8, a: u64, ap: u16, b: u64, bp: u16) -> u64 {
+/// A key's hash under a table's `seed`: random per table, as IPVS seeds
+/// its jhash, so no one can work out off line which keys share a bucket and
+/// send them to make one chain long.
+fn hash(seed: u64, protocol: u8, a: u64, ap: u16, b: u64, bp: u16) -> u64 {
     let x = a ^ (u64::from(ap) << 32) ^ (u64::from(protocol) << 56);
     let y = b ^ (u64::from(bp) << 32);
-    fmix(x ^ fmix(y))
+    fmix(x ^ fmix(y ^ seed))
+}
+
+/// A random 64-bit value (from the standard library's random hash keys).
+fn random_seed() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(0x6c76_7364_u64)
 }
 
 /// One connection as stored: 52 bytes for IPv4.
@@ -296,6 +305,8 @@ struct Table<A> {
     wheel: Vec<u32>,
     /// The wheel has been processed up to (not including) this tick.
     wheel_tick: u64,
+    /// The key hash's random seed.
+    seed: u64,
 }
 
 /// Buckets a table starts with (or fewer, for a smaller capacity).
@@ -320,6 +331,7 @@ impl<A: Addr> Table<A> {
             split: 0,
             wheel: vec![NIL; WHEEL_SLOTS],
             wheel_tick: now / TICK_MS,
+            seed: random_seed(),
         }
     }
 
@@ -338,12 +350,12 @@ impl<A: Addr> Table<A> {
         }
     }
 
-    fn in_hash(e: &Entry<A>) -> u64 {
-        hash(e.protocol, e.cip.mix(), e.cport, e.vip.mix(), e.vport)
+    fn in_hash(seed: u64, e: &Entry<A>) -> u64 {
+        hash(seed, e.protocol, e.cip.mix(), e.cport, e.vip.mix(), e.vport)
     }
 
-    fn out_hash(e: &Entry<A>) -> u64 {
-        hash(e.protocol, e.rip.mix(), e.rport, e.cip.mix(), e.cport)
+    fn out_hash(seed: u64, e: &Entry<A>) -> u64 {
+        hash(seed, e.protocol, e.rip.mix(), e.rport, e.cip.mix(), e.cport)
     }
 
     /// Splits buckets until there are four for every three entries, or
@@ -359,6 +371,7 @@ impl<A: Addr> Table<A> {
         let from = self.split;
         let half = self.level_mask + 1;
         let to = from + usize::try_from(half).unwrap_or(0);
+        let seed = self.seed;
         let heads = [&mut self.in_buckets, &mut self.out_buckets];
         for (k, head) in heads.into_iter().enumerate() {
             let mut i = std::mem::replace(&mut head[from], NIL);
@@ -366,9 +379,9 @@ impl<A: Addr> Table<A> {
             while i != NIL {
                 let e = &mut self.entries[i as usize];
                 let (h, link) = if k == 0 {
-                    (Self::in_hash(e), &mut e.in_next)
+                    (Self::in_hash(seed, e), &mut e.in_next)
                 } else {
-                    (Self::out_hash(e), &mut e.out_next)
+                    (Self::out_hash(seed, e), &mut e.out_next)
                 };
                 let next = *link;
                 let b = if h & half == 0 { from } else { to };
@@ -385,11 +398,11 @@ impl<A: Addr> Table<A> {
     }
 
     fn in_bucket(&self, p: u8, cip: A, cport: u16, vip: A, vport: u16) -> usize {
-        self.bucket(hash(p, cip.mix(), cport, vip.mix(), vport))
+        self.bucket(hash(self.seed, p, cip.mix(), cport, vip.mix(), vport))
     }
 
     fn out_bucket(&self, p: u8, rip: A, rport: u16, cip: A, cport: u16) -> usize {
-        self.bucket(hash(p, rip.mix(), rport, cip.mix(), cport))
+        self.bucket(hash(self.seed, p, rip.mix(), rport, cip.mix(), cport))
     }
 
     fn lookup_in(&self, p: u8, cip: A, cport: u16, vip: A, vport: u16) -> Option<u32> {
@@ -1303,12 +1316,23 @@ mod tests {
     #[test]
     fn ports_spread_over_buckets() {
         let mut used = vec![0u32; 1 << 16];
+        let seed = random_seed();
         for port in 0..=u16::MAX {
-            let h = hash(6, 0xc612_0002, port, 0xc613_0064, 80);
+            let h = hash(seed, 6, 0xc612_0002, port, 0xc613_0064, 80);
             used[usize::try_from(h & 0xffff).unwrap()] += 1;
         }
         let longest = used.iter().max().copied().unwrap_or(0);
         assert!(longest <= 12, "a chain of {longest}");
+    }
+
+    /// Each table hashes with its own seed: keys that share a bucket in one
+    /// table do not in another.
+    #[test]
+    fn tables_have_their_own_seeds() {
+        let (a, b) = (Table::<u32>::new(16, 16, 0), Table::<u32>::new(16, 16, 0));
+        assert_ne!(a.seed, b.seed);
+        let h = |t: &Table<u32>| hash(t.seed, 6, 0xc612_0002, 40000, 0xc613_0064, 80);
+        assert_ne!(h(&a), h(&b));
     }
 
     /// The buckets grow one split at a time as connections arrive, up to
