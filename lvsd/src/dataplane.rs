@@ -68,8 +68,8 @@ pub enum DropReason {
     ConnTableFull,
     /// The next hop's MAC address is not resolved yet.
     NoNeighbor,
-    /// Too big to tunnel and not allowed to say so (no DF, or a GSO
-    /// super-frame).
+    /// Too big for the next link (or to tunnel) and not allowed to say so:
+    /// no DF, or a GSO super-frame to tunnel.
     TooBig,
     /// The kernel refused to send the frame.
     TxError,
@@ -690,6 +690,9 @@ fn l4(rx: &Rx, conns: &mut ConnTable, f: &mut Frame, flow: &Flow, to_vip: bool) 
     c.service.stats.shard(ctx.shard).count_out(flow.len);
     c.dest.stats.shard(ctx.shard).count_out(flow.len);
     let (vip, iface, mac) = (c.vip, c.client_iface, MacAddr(c.client_mac));
+    if let Some(mtu) = exceeds(rx, Some(iface), flow.len) {
+        return too_big(rx, f, flow.len, mtu);
+    }
     if !rewrite(f.l3(), Side::Src, vip.ip(), vip.port(), rx.partial) {
         return drop(DropReason::Malformed);
     }
@@ -699,6 +702,12 @@ fn l4(rx: &Rx, conns: &mut ConnTable, f: &mut Frame, flow: &Flow, to_vip: bool) 
 /// Sends a client's packet (the IP packet of `f`, `len` bytes) on to its
 /// connection's real server by the connection's method.
 fn inbound(rx: &Rx, f: &mut Frame, method: Method, dest: SocketAddr, len: usize) -> Out {
+    if matches!(method, Method::Nat | Method::Dr) {
+        let iface = rx.ctx.neigh.map.get(&dest.ip()).map(|n| n.iface);
+        if let Some(mtu) = exceeds(rx, iface, len) {
+            return too_big(rx, f, len, mtu);
+        }
+    }
     match method {
         Method::Nat => {
             if !rewrite(f.l3(), Side::Dst, dest.ip(), dest.port(), rx.partial) {
@@ -739,7 +748,6 @@ fn tunnel(rx: &Rx, f: &mut Frame, rip: IpAddr, len: usize) -> Out {
         clear_vnet(f);
     }
     let mtu = usize::try_from(out_if.mtu).unwrap_or(1500);
-    let l3_at = f.start + L2_LEN;
     let result = match (rip, out_if.source_for(rip)) {
         (IpAddr::V4(r), Some(IpAddr::V4(src))) => encap_v4(f, len, src, r, mtu),
         (IpAddr::V6(r), Some(IpAddr::V6(src))) => encap_v6(f, len, src, r, mtu),
@@ -748,48 +756,68 @@ fn tunnel(rx: &Rx, f: &mut Frame, rip: IpAddr, len: usize) -> Out {
     match result {
         Encap::Done => Out::Neighbor(rip),
         Encap::NoRoom => drop(DropReason::TooBig),
-        Encap::TooBig { inner_mtu } => {
-            let client = match f.l3().first().map(|b| b >> 4) {
-                Some(4) => IpAddr::V4(Ipv4Packet::new_unchecked(&f.l3()[..]).src_addr()),
-                _ => IpAddr::V6(Ipv6Packet::new_unchecked(&f.l3()[..]).src_addr()),
-            };
-            let Some(from) = rx.me.source_for(client) else {
-                return drop(DropReason::TooBig);
-            };
-            let mtu16 = u16::try_from(inner_mtu).unwrap_or(u16::MAX);
-            let built = match from {
-                IpAddr::V4(from) => {
-                    if !Ipv4Packet::new_unchecked(&f.l3()[..]).dont_frag() {
-                        return drop(DropReason::TooBig);
-                    }
-                    let [hi, lo] = mtu16.to_be_bytes();
-                    icmpx::error_v4(
-                        f.buf,
-                        l3_at,
-                        len,
-                        from,
-                        (v4::DEST_UNREACHABLE, v4::CODE_FRAG_NEEDED),
-                        [0, 0, hi, lo],
-                    )
-                }
-                IpAddr::V6(from) => icmpx::error_v6(
-                    f.buf,
-                    l3_at,
-                    len,
-                    from,
-                    (v6::PACKET_TOO_BIG, 0),
-                    u32::from(mtu16).to_be_bytes(),
-                ),
-            };
-            match built {
-                Some(n) if f.set_l3_len(n) => {
-                    clear_vnet(f);
-                    Out::Back
-                }
-                _ => drop(DropReason::TooBig),
-            }
-        }
+        Encap::TooBig { inner_mtu } => too_big(rx, f, len, inner_mtu),
     }
+}
+
+/// The packet of `f` (`len` bytes, as its sender sent it) does not fit the
+/// next link (`mtu` bytes of IP): an ICMP "fragmentation needed" (IPv4, for
+/// a packet with DF set) or "packet too big" (IPv6) back to the sender, as
+/// a router (and IPVS) sends; a packet without DF is dropped (lvsd does not
+/// fragment), as is a GSO super-frame, which the kernel segments itself and
+/// never reaches here.
+fn too_big(rx: &Rx, f: &mut Frame, len: usize, mtu: usize) -> Out {
+    let l3_at = f.start + L2_LEN;
+    let sender = match f.l3().first().map(|b| b >> 4) {
+        Some(4) => IpAddr::V4(Ipv4Packet::new_unchecked(&f.l3()[..]).src_addr()),
+        _ => IpAddr::V6(Ipv6Packet::new_unchecked(&f.l3()[..]).src_addr()),
+    };
+    let Some(from) = rx.me.source_for(sender) else {
+        return drop(DropReason::TooBig);
+    };
+    let mtu16 = u16::try_from(mtu).unwrap_or(u16::MAX);
+    let built = match from {
+        IpAddr::V4(from) => {
+            if !Ipv4Packet::new_unchecked(&f.l3()[..]).dont_frag() {
+                return drop(DropReason::TooBig);
+            }
+            let [hi, lo] = mtu16.to_be_bytes();
+            icmpx::error_v4(
+                f.buf,
+                l3_at,
+                len,
+                from,
+                (v4::DEST_UNREACHABLE, v4::CODE_FRAG_NEEDED),
+                [0, 0, hi, lo],
+            )
+        }
+        IpAddr::V6(from) => icmpx::error_v6(
+            f.buf,
+            l3_at,
+            len,
+            from,
+            (v6::PACKET_TOO_BIG, 0),
+            u32::from(mtu16).to_be_bytes(),
+        ),
+    };
+    match built {
+        Some(n) if f.set_l3_len(n) => {
+            clear_vnet(f);
+            Out::Back
+        }
+        _ => drop(DropReason::TooBig),
+    }
+}
+
+/// The MTU of interface slot `iface`, when a packet of `len` bytes (not a
+/// GSO super-frame) is larger.
+fn exceeds(rx: &Rx, iface: Option<u16>, len: usize) -> Option<usize> {
+    if rx.gso {
+        return None;
+    }
+    let out_if = rx.ctx.ifaces.list.get(usize::from(iface?))?;
+    let mtu = usize::try_from(out_if.mtu).unwrap_or(usize::MAX);
+    (len > mtu).then_some(mtu)
 }
 
 #[allow(clippy::too_many_arguments)]

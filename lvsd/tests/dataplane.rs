@@ -2784,3 +2784,67 @@ fn a_syn_on_a_closed_connection_is_scheduled_afresh() {
     let rs2 = lab.dest(tcp_key(HTTP), RIP2, HTTP_R);
     assert_eq!(rs2.inactive.load(Relaxed), 1);
 }
+
+/// A NAT packet larger than the next link's MTU: with DF, an ICMP
+/// "fragmentation needed" goes back to its sender (the client for a
+/// request, the real server for a reply) from the director's address on
+/// that side, quoting the packet as it was sent; without DF it is dropped
+/// as too_big (lvsd does not fragment). One that fits goes on.
+#[test]
+fn nat_packets_too_big_for_the_next_link() {
+    let mut lab = Lab::new();
+    open_http(&mut lab);
+    let big = |p: fn(u16, Transport) -> Pkt, port: u16, l4: Transport, n: usize| {
+        Pkt {
+            payload: vec![0x55; n],
+            ..p(port, l4)
+        }
+        .frame()
+    };
+    let df = |f: Vec<u8>| edit_ip(f, |ip| ip.set_dont_frag(true));
+    let request = tcp_l4(flag::PSH | flag::ACK, 1001, 5001);
+    let reply = tcp_l4(flag::PSH | flag::ACK, 5001, 2201);
+    let cases = [
+        // (the link that is small, sender's side, the packet, ICMP from, to)
+        (
+            INT,
+            EXT,
+            df(big(from_client, HTTP, request.clone(), 1200)),
+            EXT_IP,
+            CIP,
+        ),
+        (
+            EXT,
+            INT,
+            df(big(from_rs, HTTP_R, reply.clone(), 1200)),
+            INT_IP,
+            RIP1,
+        ),
+    ];
+    for (small, side, sent, from, to) in cases {
+        lab.ifaces.list[usize::from(small)].mtu = 1000;
+        let mut f = sent.clone();
+        assert_eq!(lab.process(side, &mut f), Verdict::Forward { iface: side });
+        let ip = Ipv4Packet::new_checked(&f[L3..]).unwrap();
+        assert_eq!(
+            (ip.src_addr(), ip.dst_addr(), ip.next_header()),
+            (from, to, IpProtocol::Icmp)
+        );
+        let m = &f[L4..];
+        assert_eq!((m[0], m[1]), (3, 4), "fragmentation needed");
+        assert_eq!(
+            u16::from_be_bytes([m[6], m[7]]),
+            1000,
+            "the next link's MTU"
+        );
+        assert_eq!(&m[8..48], &sent[L3..L3 + 40], "the packet as sent");
+        assert_checksums("fragmentation needed", &f);
+        // Without DF: dropped, nothing sent.
+        let mut f = edit_ip(sent.clone(), |ip| ip.set_dont_frag(false));
+        assert_eq!(lab.process(side, &mut f), Verdict::Drop(DropReason::TooBig));
+        lab.ifaces.list[usize::from(small)].mtu = 1500;
+    }
+    // Within the MTU: forwarded as before.
+    let mut f = df(big(from_client, HTTP, request, 1000));
+    assert_eq!(lab.process(EXT, &mut f), Verdict::Forward { iface: INT });
+}
