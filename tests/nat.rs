@@ -559,3 +559,53 @@ fn lvsd_answers_arp_for_the_vip() {
         "VIP resolved to {neigh}, expected {mac}"
     );
 }
+
+/// Path MTU through NAT, on both backends: the client's link has a
+/// 1000-byte MTU (the director's ext0 too) while the client advertises an
+/// MSS for 1500, as a client behind a tunnel may. The real server's
+/// full-size segments cannot go on to the client; the ICMP "fragmentation
+/// needed" lvsd sends makes the real server's kernel send smaller ones, and
+/// a 200 kB download completes (without it the transfer stalls).
+#[test]
+fn path_mtu_through_nat() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    for backend in ["xdp", "packet"] {
+        let lab = Lab::nat(&format!("pmtu{}", &backend[..1]), 1).expect("building the lab");
+        lab.spawn_testsrv(1, Some(8080), Some(5353))
+            .expect("real server");
+        lab.set_mtu("director", "ext0", 1000).unwrap();
+        lab.set_mtu("client", "eth0", 1000).unwrap();
+        lab.ip_ok(
+            "client",
+            "route change 198.19.0.0/16 via 198.18.0.1 advmss 1460",
+        )
+        .unwrap();
+        lab.start_lvsd(&nat_config(backend, 1, "rr", &[1]))
+            .expect("lvsd");
+        wait_resolved(&lab, 1);
+        let out = lab.exec(
+            lab.ns("client"),
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "15",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{size_download}",
+                "http://198.19.0.100/bytes/200000",
+            ],
+        );
+        let got = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            got,
+            "200000",
+            "{backend}: {}; {:?}",
+            String::from_utf8_lossy(&out.stderr),
+            lab.daemon_stats()
+        );
+    }
+}
