@@ -1088,7 +1088,7 @@ mod tests {
     fn assert_wheel_consistent<A: Copy>(t: &Table<A>) {
         let mut seen = vec![false; t.entries.len()];
         for (slot, &head) in t.wheel.iter().enumerate() {
-            let mut prev = SLOT_TAG | slot as u32;
+            let mut prev = SLOT_TAG | u32::try_from(slot).unwrap();
             let mut i = head;
             while i != NIL {
                 let e = &t.entries[i as usize];
