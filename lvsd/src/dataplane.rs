@@ -702,22 +702,25 @@ fn l4(rx: &Rx, conns: &mut ConnTable, f: &mut Frame, flow: &Flow, to_vip: bool) 
 /// Sends a client's packet (the IP packet of `f`, `len` bytes) on to its
 /// connection's real server by the connection's method.
 fn inbound(rx: &Rx, f: &mut Frame, method: Method, dest: SocketAddr, len: usize) -> Out {
-    if matches!(method, Method::Nat | Method::Dr) {
-        let iface = rx.ctx.neigh.map.get(&dest.ip()).map(|n| n.iface);
-        if let Some(mtu) = exceeds(rx, iface, len) {
-            return too_big(rx, f, len, mtu);
-        }
-    }
+    // NAT and DR: the next hop, and whether the packet fits its link.
+    let hop = || {
+        let n = rx.ctx.neigh.map.get(&dest.ip())?;
+        Some((n.iface, n.mac, exceeds(rx, Some(n.iface), len)))
+    };
     match method {
-        Method::Nat => {
-            if !rewrite(f.l3(), Side::Dst, dest.ip(), dest.port(), rx.partial) {
+        Method::Nat | Method::Dr => {
+            let Some((iface, mac, too_big_for)) = hop() else {
+                return drop(DropReason::NoNeighbor);
+            };
+            if let Some(mtu) = too_big_for {
+                return too_big(rx, f, len, mtu);
+            }
+            if method == Method::Dr {
+                dr::decrement_ttl(f.l3());
+            } else if !rewrite(f.l3(), Side::Dst, dest.ip(), dest.port(), rx.partial) {
                 return drop(DropReason::Malformed);
             }
-            Out::Neighbor(dest.ip())
-        }
-        Method::Dr => {
-            dr::decrement_ttl(f.l3());
-            Out::Neighbor(dest.ip())
+            Out::Mac(iface, mac)
         }
         Method::Tun => tunnel(rx, f, dest.ip(), len),
         Method::Local => {
