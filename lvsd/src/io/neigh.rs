@@ -158,7 +158,11 @@ pub fn run(
             let unreachable = entries
                 .get(&d.addr().ip())
                 .is_none_or(|e| e.mac.is_none() && e.unanswered >= UNREACHABLE_AFTER);
-            d.state.unreachable.store(unreachable, Ordering::Relaxed);
+            // Written only on a change: the shards update counters in the
+            // same cache line.
+            if d.state.unreachable.load(Ordering::Relaxed) != unreachable {
+                d.state.unreachable.store(unreachable, Ordering::Relaxed);
+            }
         }
         if changed {
             let mut t = NeighTable::default();
