@@ -296,30 +296,56 @@ fn stats_match_the_packets_sent(backend: &str, shards: usize) {
     );
 
     if backend == "packet" {
-        // -Z zeroes the rate estimates too (ipvsadm's -Z does). A UDP load
-        // (20 datagrams/s) until the estimate shows it: lvsd samples every
-        // two seconds, and a rate needs two samples (at most 8 s).
+        // -Z zeroes the rate estimates too (ipvsadm's -Z does), also from a
+        // restore (-R). A UDP load (20 datagrams/s) until the estimate
+        // shows it: lvsd samples every two seconds, and a rate needs two
+        // samples (at most 8 s).
         let s = lab.in_ns(lab.ns("client"), || {
             UdpSocket::bind("198.18.0.2:0").unwrap()
         });
-        let deadline = Instant::now() + Duration::from_secs(8);
-        let mut out = String::new();
-        while Instant::now() < deadline {
-            for _ in 0..10 {
-                s.send_to(&[b'x'; 100], "198.19.0.100:53").unwrap();
-                std::thread::sleep(Duration::from_millis(50));
+        let lvsadm = support::lvsadm_bin().unwrap();
+        let socket = lab.socket_path();
+        let restore_zero = format!(
+            "echo -Z | {} --socket {} -R",
+            lvsadm.display(),
+            socket.display()
+        );
+        for zero in ["-Z", "-R"] {
+            let deadline = Instant::now() + Duration::from_secs(8);
+            let mut out = String::new();
+            while Instant::now() < deadline {
+                for _ in 0..10 {
+                    s.send_to(&[b'x'; 100], "198.19.0.100:53").unwrap();
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                out = lab.lvsadm_ok(&["-L", "-n", "--rate", "--exact"]);
+                if stats_line(&out, "UDP  198.19.0.100:53")[1] > 0 {
+                    break;
+                }
             }
-            out = lab.lvsadm_ok(&["-L", "-n", "--rate", "--exact"]);
-            if stats_line(&out, "UDP  198.19.0.100:53")[1] > 0 {
-                break;
+            let rates = stats_line(&out, "UDP  198.19.0.100:53");
+            assert!(rates[1] > 0 && rates[3] > 0, "no rate under load: {out}");
+            if zero == "-Z" {
+                lab.lvsadm_ok(&["-Z"]);
+            } else {
+                let st = std::process::Command::new("sh")
+                    .args(["-c", &restore_zero])
+                    .status()
+                    .unwrap();
+                assert!(st.success(), "{restore_zero}: {st}");
             }
+            let out = lab.lvsadm_ok(&["-L", "-n", "--rate", "--exact"]);
+            assert_eq!(
+                stats_line(&out, "UDP  198.19.0.100:53"),
+                [0; 5],
+                "{zero}: {out}"
+            );
+            assert_eq!(
+                stats_line(&out, "  -> 198.18.1.11:5353"),
+                [0; 5],
+                "{zero}: {out}"
+            );
         }
-        let rates = stats_line(&out, "UDP  198.19.0.100:53");
-        assert!(rates[1] > 0 && rates[3] > 0, "no rate under load: {out}");
-        lab.lvsadm_ok(&["-Z"]);
-        let out = lab.lvsadm_ok(&["-L", "-n", "--rate", "--exact"]);
-        assert_eq!(stats_line(&out, "UDP  198.19.0.100:53"), [0; 5], "{out}");
-        assert_eq!(stats_line(&out, "  -> 198.18.1.11:5353"), [0; 5], "{out}");
     }
 }
 

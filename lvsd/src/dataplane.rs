@@ -593,16 +593,16 @@ fn l4(rx: &Rx, conns: &mut ConnTable, f: &mut Frame, flow: &Flow, to_vip: bool) 
         let is_syn = flow
             .flags
             .is_some_and(|(syn, fin, ack, rst)| syn && !ack && !fin && !rst);
-        let found = conns.lookup_in(&key).filter(|&id| {
-            let closed = is_syn
+        let mut found = conns.lookup_in(&key);
+        if let Some(id) = found.filter(|&id| {
+            is_syn
                 && conns
                     .get(id)
-                    .is_some_and(|c| matches!(c.state, State::TimeWait | State::Close));
-            if closed {
-                conns.remove(id);
-            }
-            !closed
-        });
+                    .is_some_and(|c| matches!(c.state, State::TimeWait | State::Close))
+        }) {
+            conns.remove(id);
+            found = None;
+        }
         let id = match found {
             Some(id) => id,
             None => {
@@ -690,7 +690,7 @@ fn l4(rx: &Rx, conns: &mut ConnTable, f: &mut Frame, flow: &Flow, to_vip: bool) 
     c.service.stats.shard(ctx.shard).count_out(flow.len);
     c.dest.stats.shard(ctx.shard).count_out(flow.len);
     let (vip, iface, mac) = (c.vip, c.client_iface, MacAddr(c.client_mac));
-    if let Some(mtu) = exceeds(rx, Some(iface), flow.len) {
+    if let Some(mtu) = exceeds(rx, iface, flow.len) {
         return too_big(rx, f, flow.len, mtu);
     }
     if !rewrite(f.l3(), Side::Src, vip.ip(), vip.port(), rx.partial) {
@@ -705,7 +705,7 @@ fn inbound(rx: &Rx, f: &mut Frame, method: Method, dest: SocketAddr, len: usize)
     // NAT and DR: the next hop, and whether the packet fits its link.
     let hop = || {
         let n = rx.ctx.neigh.map.get(&dest.ip())?;
-        Some((n.iface, n.mac, exceeds(rx, Some(n.iface), len)))
+        Some((n.iface, n.mac, exceeds(rx, n.iface, len)))
     };
     match method {
         Method::Nat | Method::Dr => {
@@ -814,11 +814,11 @@ fn too_big(rx: &Rx, f: &mut Frame, len: usize, mtu: usize) -> Out {
 
 /// The MTU of interface slot `iface`, when a packet of `len` bytes (not a
 /// GSO super-frame) is larger.
-fn exceeds(rx: &Rx, iface: Option<u16>, len: usize) -> Option<usize> {
+fn exceeds(rx: &Rx, iface: u16, len: usize) -> Option<usize> {
     if rx.gso {
         return None;
     }
-    let out_if = rx.ctx.ifaces.list.get(usize::from(iface?))?;
+    let out_if = rx.ctx.ifaces.list.get(usize::from(iface))?;
     let mtu = usize::try_from(out_if.mtu).unwrap_or(usize::MAX);
     (len > mtu).then_some(mtu)
 }

@@ -155,8 +155,15 @@ impl Control {
                 }
             }
         }
-        if let Op::Zero { service } = op {
-            self.rates.zero(&self.model, service.as_ref());
+        // -Z, alone or in a restore's batch, zeroes the rates too.
+        let ops = match op {
+            Op::Batch { ops } => ops.as_slice(),
+            one => std::slice::from_ref(one),
+        };
+        for o in ops {
+            if let Op::Zero { service } = o {
+                self.rates.zero(&self.model, service.as_ref());
+            }
         }
         if op.is_change() && !matches!(op, Op::Zero { .. }) {
             let generation = self.rules.load().generation + 1;

@@ -16,6 +16,14 @@ struct Estimate {
 }
 
 impl Estimate {
+    /// An estimate that starts at counters `now`, at 0.
+    fn starting_at(now: Stats) -> Estimate {
+        Estimate {
+            last: now,
+            avg: [0.0; 5],
+        }
+    }
+
     fn update(&mut self, now: Stats, secs: f64) {
         let d = [
             now.conns.wrapping_sub(self.last.conns),
@@ -68,10 +76,11 @@ impl RateEstimator {
         for s in &model.services {
             let key = s.spec.key;
             let sum = s.state.stats.sum();
-            let mut e = self.services.get(&key).copied().unwrap_or(Estimate {
-                last: sum,
-                avg: [0.0; 5],
-            });
+            let mut e = self
+                .services
+                .get(&key)
+                .copied()
+                .unwrap_or(Estimate::starting_at(sum));
             e.update(sum, secs);
             services.insert(key, e);
             for d in &s.dests {
@@ -80,10 +89,7 @@ impl RateEstimator {
                     .dests
                     .get(&(key, d.spec.addr))
                     .copied()
-                    .unwrap_or(Estimate {
-                        last: sum,
-                        avg: [0.0; 5],
-                    });
+                    .unwrap_or(Estimate::starting_at(sum));
                 e.update(sum, secs);
                 dests.insert((key, d.spec.addr), e);
             }
@@ -101,20 +107,12 @@ impl RateEstimator {
             if only.is_some_and(|k| *k != key) {
                 continue;
             }
-            self.services.insert(
-                key,
-                Estimate {
-                    last: s.state.stats.sum(),
-                    avg: [0.0; 5],
-                },
-            );
+            self.services
+                .insert(key, Estimate::starting_at(s.state.stats.sum()));
             for d in &s.dests {
                 self.dests.insert(
                     (key, d.spec.addr),
-                    Estimate {
-                        last: d.state.stats.sum(),
-                        avg: [0.0; 5],
-                    },
+                    Estimate::starting_at(d.state.stats.sum()),
                 );
             }
         }

@@ -508,6 +508,18 @@ impl<A: Addr> Table<A> {
         }
     }
 
+    /// Takes live entry `i` off its wheel list and key chains and frees it.
+    fn take(&mut self, i: u32) -> Option<Entry<A>> {
+        let live = self
+            .entries
+            .get(i as usize)
+            .is_some_and(|e| e.flags & F_FREE == 0);
+        live.then(|| {
+            self.unfile(i);
+            self.unlink(i)
+        })
+    }
+
     /// Re-files entry `i` after its deadline moved earlier.
     fn refile(&mut self, i: u32) {
         self.unfile(i);
@@ -847,30 +859,13 @@ impl ConnTable {
     /// Removes connection `id` now (a SYN reusing a closed connection's
     /// ports starts a new one).
     pub fn remove(&mut self, id: ConnId) {
-        let i = id & !V6_BIT;
-        let Ok(idx) = u32::try_from(i) else { return };
+        let Ok(i) = u32::try_from(id & !V6_BIT) else {
+            return;
+        };
         let gone = if id & V6_BIT == 0 {
-            let live = self
-                .v4
-                .entries
-                .get(i)
-                .is_some_and(|e| e.flags & F_FREE == 0);
-            live.then(|| {
-                self.v4.unfile(idx);
-                let e = self.v4.unlink(idx);
-                (e.dest, e.flags)
-            })
+            self.v4.take(i).map(|e| (e.dest, e.flags))
         } else {
-            let live = self
-                .v6
-                .entries
-                .get(i)
-                .is_some_and(|e| e.flags & F_FREE == 0);
-            live.then(|| {
-                self.v6.unfile(idx);
-                let e = self.v6.unlink(idx);
-                (e.dest, e.flags)
-            })
+            self.v6.take(i).map(|e| (e.dest, e.flags))
         };
         if let Some((dest, flags)) = gone {
             self.forget(dest, flags);
