@@ -156,6 +156,88 @@ fn udp_service_answers() {
     assert!(replies.iter().any(|r| r.ends_with(" ping0")), "{replies:?}");
 }
 
+/// Sends one datagram with `ttl` from the client to VIP:53 on a connected
+/// socket with IP_RECVERR, and returns the error its receive reports
+/// (None when a reply comes back).
+fn udp_error(ttl: u32) -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    let s = UdpSocket::bind("198.18.0.2:0").expect("bind");
+    s.set_ttl(ttl).unwrap();
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt on our socket with a live int.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_RECVERR,
+            (&on as *const libc::c_int).cast(),
+            libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap(),
+        )
+    };
+    assert_eq!(rc, 0, "IP_RECVERR");
+    s.connect("198.19.0.100:53").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.send(b"ping").unwrap();
+    let mut buf = [0u8; 256];
+    s.recv(&mut buf)
+        .err()
+        .map(|e| e.raw_os_error().unwrap_or(-1))
+}
+
+/// What IPVS's users expect when no real server can take a connection: with
+/// every real server quiesced (weight 0), lvsd refuses a new connection at
+/// once with an ICMP port unreachable from the VIP, so curl fails with
+/// "couldn't connect" (exit 7) instead of resending its SYN until its time
+/// runs out (exit 28), and a UDP client's receive fails with ECONNREFUSED.
+/// A datagram whose TTL runs out at the director gets "time exceeded".
+/// Both backends.
+#[test]
+fn refusals_reach_the_client() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    for backend in ["xdp", "packet"] {
+        let name = format!("refuse{}", &backend[..1]);
+        let lab = lab_with_lvsd(&name, 1, &nat_config(backend, 1, "rr", &[1]));
+        let client = lab.ns("client");
+        let err = lab.in_ns(client, || udp_error(1));
+        assert_eq!(err, Some(libc::EHOSTUNREACH), "{backend}: TTL 1");
+        assert_eq!(
+            lab.in_ns(client, || udp_error(64)),
+            None,
+            "{backend}: TTL 64"
+        );
+        for (proto, port) in [("-t", "80:8080"), ("-u", "53:5353")] {
+            let (vport, rport) = port.split_once(':').unwrap();
+            lab.lvsadm_ok(&[
+                "-e",
+                proto,
+                &format!("198.19.0.100:{vport}"),
+                "-r",
+                &format!("198.18.1.11:{rport}"),
+                "-m",
+                "-w",
+                "0",
+            ]);
+        }
+        let out = lab.exec(
+            client,
+            &["curl", "-sS", "--max-time", "5", "http://198.19.0.100/"],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(7),
+            "{backend}: curl to a quiesced service: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = lab.in_ns(client, || udp_error(64));
+        assert_eq!(err, Some(libc::ECONNREFUSED), "{backend}: UDP");
+        let st = lab.daemon_stats();
+        assert!(st.drops("no_dest") >= 2, "{backend}: {st:?}");
+        assert!(st.drops("ttl_exceeded") >= 1, "{backend}: {st:?}");
+    }
+}
+
 /// Counts, in the client's own kernel, the packets and bytes it sends to and
 /// receives from the VIP for one protocol: the ground truth for --stats.
 struct ClientCounters<'a> {

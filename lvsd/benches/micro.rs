@@ -13,7 +13,9 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use lvsd::conn::{ConnTable, Key, NewConn};
-use lvsd::dataplane::{self, Ctx, Frame, Iface, Interfaces, NeighTable, Neighbor, Verdict};
+use lvsd::dataplane::{
+    self, Ctx, Frame, IcmpBudget, Iface, Interfaces, NeighTable, Neighbor, Verdict,
+};
 use lvsd::rules::{Dest, DestState, Model, RuleTable, ServiceState, DEFAULT_TIMEOUTS};
 use lvsd::sched::new_scheduler;
 use lvsd::wire::checksum::{checksum, update16, update32};
@@ -125,6 +127,7 @@ fn dest_spec(addr: SocketAddr, weight: u32) -> DestSpec {
 struct World {
     rules: RuleTable,
     neigh: NeighTable,
+    icmp: IcmpBudget,
     ifaces: Interfaces,
 }
 
@@ -182,6 +185,7 @@ impl World {
             rules: m.build(1, &ifaces.local, None),
             neigh,
             ifaces,
+            icmp: IcmpBudget::new(),
         }
     }
 
@@ -192,6 +196,7 @@ impl World {
             rules: &self.rules,
             neigh: &self.neigh,
             ifaces: &self.ifaces,
+            icmp: &self.icmp,
         }
     }
 }

@@ -122,6 +122,13 @@ pub enum Verdict {
     /// Not lvsd's: leave it to the kernel.
     Pass,
     Drop(DropReason),
+    /// The packet is dropped (counted under the reason) and the frame now
+    /// holds an ICMP error about it for its sender: send it out of
+    /// interface slot `iface`.
+    Refuse {
+        iface: u16,
+        why: DropReason,
+    },
 }
 
 /// One shard's frame counters (single writer: see [`crate::stats`]).
@@ -259,6 +266,56 @@ pub struct Ctx<'a> {
     pub rules: &'a RuleTable,
     pub neigh: &'a NeighTable,
     pub ifaces: &'a Interfaces,
+    /// The shard's allowance of ICMP errors.
+    pub icmp: &'a IcmpBudget,
+}
+
+/// A token bucket for the ICMP errors one shard sends (port unreachable,
+/// time exceeded), as the kernel's `icmp_msgs_per_sec` and
+/// `icmp_msgs_burst` limit its own: a flood of packets lvsd refuses gets
+/// at most this many answers. Single-threaded (the shard's).
+#[derive(Debug)]
+pub struct IcmpBudget {
+    tokens: std::cell::Cell<u32>,
+    at_ms: std::cell::Cell<u64>,
+}
+
+impl IcmpBudget {
+    /// Errors per second, per shard (the kernel's default, per host).
+    pub const PER_SEC: u32 = 1000;
+    /// Errors that may go out at once.
+    pub const BURST: u32 = 50;
+
+    pub fn new() -> Self {
+        IcmpBudget {
+            tokens: std::cell::Cell::new(Self::BURST),
+            at_ms: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Takes one error's token at `now_ms`, if there is one.
+    pub fn take(&self, now_ms: u64) -> bool {
+        let earned = now_ms.saturating_sub(self.at_ms.get()) * u64::from(Self::PER_SEC) / 1000;
+        if earned > 0 {
+            let t = u64::from(self.tokens.get()) + earned;
+            self.tokens
+                .set(u32::try_from(t.min(u64::from(Self::BURST))).unwrap_or(Self::BURST));
+            self.at_ms.set(now_ms);
+        }
+        match self.tokens.get() {
+            0 => false,
+            t => {
+                self.tokens.set(t - 1);
+                true
+            }
+        }
+    }
+}
+
+impl Default for IcmpBudget {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// What the receiving interface and frame tell every handler.
@@ -285,6 +342,9 @@ enum Out {
     Mac(u16, MacAddr),
     /// Back to the sender, out of the interface it came in on.
     Back,
+    /// An ICMP error back to the sender (as `Back`); the packet it answers
+    /// is counted as dropped for the reason.
+    Refuse(DropReason),
 }
 
 fn drop(r: DropReason) -> Out {
@@ -362,7 +422,7 @@ fn finish(rx: &Rx, f: &mut Frame, out: Out) -> Verdict {
             None => return Verdict::Drop(DropReason::NoNeighbor),
         },
         Out::Mac(i, m) => (i, m),
-        Out::Back => (rx.iface, rx.src_mac),
+        Out::Back | Out::Refuse(_) => (rx.iface, rx.src_mac),
     };
     let Some(out_if) = rx.ctx.ifaces.list.get(usize::from(iface)) else {
         return Verdict::Drop(DropReason::NoNeighbor);
@@ -371,7 +431,10 @@ fn finish(rx: &Rx, f: &mut Frame, out: Out) -> Verdict {
     let mut eth = EthernetFrame::new_unchecked(&mut bytes[vnet::HEADER_LEN..]);
     eth.set_dst_addr(mac);
     eth.set_src_addr(out_if.mac);
-    Verdict::Forward { iface }
+    match out {
+        Out::Refuse(why) => Verdict::Refuse { iface, why },
+        _ => Verdict::Forward { iface },
+    }
 }
 
 /// A frame lvsd built itself: no offload state.
@@ -616,10 +679,12 @@ fn l4(rx: &Rx, conns: &mut ConnTable, f: &mut Frame, flow: &Flow, to_vip: bool) 
                     }
                 }
                 if flow.ttl <= 1 {
-                    return drop(DropReason::TtlExceeded);
+                    return refuse(rx, f, flow, Some(flow.dst), DropReason::TtlExceeded);
                 }
+                // As IPVS: the client hears at once that no server takes
+                // it (port unreachable, from the VIP), instead of retrying.
                 let Some(d) = svc.schedule() else {
-                    return drop(DropReason::NoDest);
+                    return refuse(rx, f, flow, Some(flow.dst), DropReason::NoDest);
                 };
                 let method = d.method();
                 if method != Method::Local && !ctx.neigh.map.contains_key(&d.addr().ip()) {
@@ -650,7 +715,7 @@ fn l4(rx: &Rx, conns: &mut ConnTable, f: &mut Frame, flow: &Flow, to_vip: bool) 
             return drop(DropReason::NoConn);
         };
         if method != Method::Local && flow.ttl <= 1 {
-            return drop(DropReason::TtlExceeded);
+            return refuse(rx, f, flow, Some(flow.dst), DropReason::TtlExceeded);
         }
         let dir = if method == Method::Nat {
             Dir::Input
@@ -681,7 +746,7 @@ fn l4(rx: &Rx, conns: &mut ConnTable, f: &mut Frame, flow: &Flow, to_vip: bool) 
         };
     };
     if flow.ttl <= 1 {
-        return drop(DropReason::TtlExceeded);
+        return refuse(rx, f, flow, None, DropReason::TtlExceeded);
     }
     conns.touch(id, Dir::Output, flow.flags, ctx.now, t);
     let Some(c) = conns.get(id) else {
@@ -809,6 +874,48 @@ fn too_big(rx: &Rx, f: &mut Frame, len: usize, mtu: usize) -> Out {
             Out::Back
         }
         _ => drop(DropReason::TooBig),
+    }
+}
+
+/// Answers the packet of `f` (`flow`) with an ICMP error, as a router and
+/// IPVS do: port unreachable when no real server can take a new
+/// connection, time exceeded (in transit) when its TTL or hop limit runs
+/// out here. From `from` (the VIP, for packets to one), else from lvsd's
+/// address on the link the packet came in on. Within the shard's ICMP
+/// budget; the packet is counted as dropped for `why` either way.
+fn refuse(rx: &Rx, f: &mut Frame, flow: &Flow, from: Option<IpAddr>, why: DropReason) -> Out {
+    if rx.gso || !rx.ctx.icmp.take(rx.ctx.now) {
+        return drop(why);
+    }
+    let Some(from) = from.or_else(|| rx.me.source_for(flow.src)) else {
+        return drop(why);
+    };
+    let l3_at = f.start + L2_LEN;
+    let ttl = why == DropReason::TtlExceeded;
+    let built = match from {
+        IpAddr::V4(from) => {
+            let kind = if ttl {
+                (v4::TIME_EXCEEDED, 0)
+            } else {
+                (v4::DEST_UNREACHABLE, v4::CODE_PORT_UNREACHABLE)
+            };
+            icmpx::error_v4(f.buf, l3_at, flow.len, from, kind, [0; 4])
+        }
+        IpAddr::V6(from) => {
+            let kind = if ttl {
+                (v6::TIME_EXCEEDED, 0)
+            } else {
+                (v6::DEST_UNREACHABLE, v6::CODE_PORT_UNREACHABLE)
+            };
+            icmpx::error_v6(f.buf, l3_at, flow.len, from, kind, [0; 4])
+        }
+    };
+    match built {
+        Some(n) if f.set_l3_len(n) => {
+            clear_vnet(f);
+            Out::Refuse(why)
+        }
+        _ => drop(why),
     }
 }
 

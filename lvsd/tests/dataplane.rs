@@ -28,8 +28,8 @@
 use lvsd::conn::state::State;
 use lvsd::conn::{ConnTable, Key};
 use lvsd::dataplane::{
-    process, process_bare, Ctx, DropReason, Frame, Iface, Interfaces, NeighTable, Neighbor,
-    Verdict, HEADROOM,
+    process, process_bare, Ctx, DropReason, Frame, IcmpBudget, Iface, Interfaces, NeighTable,
+    Neighbor, Verdict, HEADROOM,
 };
 use lvsd::rules::{DestState, Model, RuleTable};
 use lvsd::wire::arp::{ArpOperation, ArpPacket, ArpRepr};
@@ -138,6 +138,7 @@ struct Lab {
     model: Model,
     rules: RuleTable,
     neigh: NeighTable,
+    icmp: IcmpBudget,
     ifaces: Interfaces,
     conns: ConnTable,
     now: u64,
@@ -204,6 +205,7 @@ impl Lab {
             rules,
             neigh,
             ifaces,
+            icmp: IcmpBudget::new(),
             conns: ConnTable::new(1024, now),
             now,
             inside: true,
@@ -238,6 +240,7 @@ impl Lab {
             rules: &self.rules,
             neigh: &self.neigh,
             ifaces: &self.ifaces,
+            icmp: &self.icmp,
         };
         let n = frame.len();
         let mut buf = vec![0u8; HEADROOM + n + TAILROOM];
@@ -250,7 +253,7 @@ impl Lab {
         let verdict = data_path(&ctx, &mut self.conns, iface, &mut f);
         self.inside = f.start + f.len <= f.buf.len();
         *frame = match verdict {
-            Verdict::Forward { .. } | Verdict::Local => f.bytes().to_vec(),
+            Verdict::Forward { .. } | Verdict::Refuse { .. } | Verdict::Local => f.bytes().to_vec(),
             Verdict::Pass | Verdict::Drop(_) => buf[HEADROOM..HEADROOM + n].to_vec(),
         };
         verdict
@@ -1393,7 +1396,7 @@ fn drops() {
             output: Output::Unchanged,
         },
         Case {
-            description: "SYN with TTL 1 to the VIP",
+            description: "SYN with TTL 1 to the VIP: time exceeded back to the sender",
             setup: no_setup,
             iface: EXT,
             input: Pkt {
@@ -1401,11 +1404,22 @@ fn drops() {
                 ..from_client(HTTP, syn())
             }
             .frame(),
-            verdict: drop(DropReason::TtlExceeded),
-            output: Output::Unchanged,
+            verdict: Verdict::Refuse {
+                iface: EXT,
+                why: DropReason::TtlExceeded,
+            },
+            output: Output::Frame(refused(
+                &Pkt {
+                    ttl: 1,
+                    ..from_client(HTTP, syn())
+                }
+                .frame(),
+                VIP,
+                (11, 0),
+            )),
         },
         Case {
-            description: "SYN with TTL 0 to the VIP",
+            description: "SYN with TTL 0 to the VIP: time exceeded back to the sender",
             setup: no_setup,
             iface: EXT,
             input: Pkt {
@@ -1413,11 +1427,23 @@ fn drops() {
                 ..from_client(HTTP, syn())
             }
             .frame(),
-            verdict: drop(DropReason::TtlExceeded),
-            output: Output::Unchanged,
+            verdict: Verdict::Refuse {
+                iface: EXT,
+                why: DropReason::TtlExceeded,
+            },
+            output: Output::Frame(refused(
+                &Pkt {
+                    ttl: 0,
+                    ..from_client(HTTP, syn())
+                }
+                .frame(),
+                VIP,
+                (11, 0),
+            )),
         },
         Case {
-            description: "ACK with TTL 1 on an existing connection",
+            description:
+                "ACK with TTL 1 on an existing connection: time exceeded back to the sender",
             setup: open_http,
             iface: EXT,
             input: Pkt {
@@ -1425,11 +1451,22 @@ fn drops() {
                 ..from_client(HTTP, ack())
             }
             .frame(),
-            verdict: drop(DropReason::TtlExceeded),
-            output: Output::Unchanged,
+            verdict: Verdict::Refuse {
+                iface: EXT,
+                why: DropReason::TtlExceeded,
+            },
+            output: Output::Frame(refused(
+                &Pkt {
+                    ttl: 1,
+                    ..from_client(HTTP, ack())
+                }
+                .frame(),
+                VIP,
+                (11, 0),
+            )),
         },
         Case {
-            description: "RS reply with TTL 1",
+            description: "RS reply with TTL 1: time exceeded back to the sender",
             setup: open_http,
             iface: INT,
             input: Pkt {
@@ -1437,8 +1474,19 @@ fn drops() {
                 ..from_rs(HTTP_R, syn_ack())
             }
             .frame(),
-            verdict: drop(DropReason::TtlExceeded),
-            output: Output::Unchanged,
+            verdict: Verdict::Refuse {
+                iface: INT,
+                why: DropReason::TtlExceeded,
+            },
+            output: Output::Frame(refused(
+                &Pkt {
+                    ttl: 1,
+                    ..from_rs(HTTP_R, syn_ack())
+                }
+                .frame(),
+                INT_IP,
+                (11, 0),
+            )),
         },
         Case {
             description: "GRE to the VIP",
@@ -1525,7 +1573,7 @@ fn drops() {
             output: Output::Unchanged,
         },
         Case {
-            description: "every destination has weight 0",
+            description: "every destination has weight 0: port unreachable from the VIP",
             setup: |lab| {
                 lab.apply(&Op::EditDest {
                     service: tcp_key(HTTP),
@@ -1534,8 +1582,11 @@ fn drops() {
             },
             iface: EXT,
             input: syn_frame(),
-            verdict: drop(DropReason::NoDest),
-            output: Output::Unchanged,
+            verdict: Verdict::Refuse {
+                iface: EXT,
+                why: DropReason::NoDest,
+            },
+            output: Output::Frame(refused(&syn_frame(), VIP, (3, 3))),
         },
         Case {
             description: "no neighbour entry for the real server",
@@ -1861,6 +1912,25 @@ const DR_PORT: u16 = 81;
 const TUN_PORT: u16 = 82;
 const LOCAL_PORT: u16 = 83;
 
+/// The ICMP error (`kind`: type and code) from `from` that answers
+/// `sent`, a frame received on EXT from the client or on INT from RS1, as
+/// it leaves back towards the sender: the whole packet quoted.
+fn refused(sent: &[u8], from: Ipv4Addr, kind: (u8, u8)) -> Vec<u8> {
+    let eth = EthernetFrame::new_checked(&sent[L2..]).unwrap();
+    let ip = Ipv4Packet::new_checked(&sent[L3..]).unwrap();
+    let len = usize::from(ip.total_len());
+    Pkt {
+        dst_mac: eth.src_addr(),
+        src_mac: eth.dst_addr(),
+        src: sock(from, 0),
+        dst: sock(ip.src_addr(), 0),
+        ttl: 64,
+        l4: Transport::Raw(1),
+        payload: icmp_error_msg(kind.0, kind.1, [0; 4], &sent[L3..L3 + len]),
+    }
+    .frame()
+}
+
 /// An ICMP error message (type `t`, code `code`, the four bytes after the
 /// checksum `rest`) quoting `body`, checksum included.
 fn icmp_error_msg(t: u8, code: u8, rest: [u8; 4], body: &[u8]) -> Vec<u8> {
@@ -1902,7 +1972,12 @@ fn tcp_segment(src: SocketAddr, dst: SocketAddr, flags: u8) -> Vec<u8> {
 /// An ICMPv6 message of type `t` and `body` (after the 4-byte checksum
 /// word) from `src` to `dst`, checksum included.
 fn icmp6_msg(src: Ipv6Addr, dst: Ipv6Addr, t: u8, body: &[u8]) -> Vec<u8> {
-    let mut m = vec![t, 0, 0, 0];
+    icmp6_coded(src, dst, (t, 0), body)
+}
+
+/// [`icmp6_msg`] with a code.
+fn icmp6_coded(src: Ipv6Addr, dst: Ipv6Addr, (t, code): (u8, u8), body: &[u8]) -> Vec<u8> {
+    let mut m = vec![t, code, 0, 0];
     m.extend_from_slice(body);
     let c = ref_l4_checksum(src, dst, 58, &m);
     m[2..4].copy_from_slice(&c.to_be_bytes());
@@ -2571,7 +2646,7 @@ fn check_sent(
 ) -> Result<(), TestCaseError> {
     prop_assert!(lab.inside, "the frame left its buffer");
     let out_l3 = match verdict {
-        Verdict::Forward { .. } => {
+        Verdict::Forward { .. } | Verdict::Refuse { .. } => {
             prop_assert!(output.len() >= L3, "a frame without Ethernet");
             let ethertype = EthernetFrame::new_checked(&output[L2..])
                 .map(|e| e.ethertype())
@@ -2847,4 +2922,115 @@ fn nat_packets_too_big_for_the_next_link() {
     // Within the MTU: forwarded as before.
     let mut f = df(big(from_client, HTTP, request, 1000));
     assert_eq!(lab.process(EXT, &mut f), Verdict::Forward { iface: INT });
+}
+
+/// ICMP errors are limited per shard as the kernel limits its own: a flood
+/// of SYNs to a service no real server can take gets `BURST` answers at
+/// once, then `PER_SEC` a second; the rest are dropped and counted as
+/// no_dest without an answer.
+#[test]
+fn refusals_are_rate_limited() {
+    let mut lab = Lab::new();
+    lab.apply(&Op::EditDest {
+        service: tcp_key(HTTP),
+        dest: nat_dest(RIP1, HTTP_R, 0),
+    });
+    let refused = Verdict::Refuse {
+        iface: EXT,
+        why: DropReason::NoDest,
+    };
+    let flood = |lab: &mut Lab, n: u16| {
+        let mut answered = 0;
+        for port in 0..n {
+            let mut f = Pkt {
+                src: sock(CIP, 1000 + port),
+                ..from_client(HTTP, syn())
+            }
+            .frame();
+            let v = lab.process(EXT, &mut f);
+            if v == refused {
+                answered += 1;
+            } else {
+                assert_eq!(v, Verdict::Drop(DropReason::NoDest), "SYN {port}");
+            }
+        }
+        answered
+    };
+    assert_eq!(flood(&mut lab, 100), IcmpBudget::BURST);
+    assert_eq!(flood(&mut lab, 10), 0, "the burst is spent");
+    lab.now += 10;
+    assert_eq!(
+        flood(&mut lab, 100),
+        IcmpBudget::PER_SEC / 100,
+        "10 ms later"
+    );
+    lab.now += 60_000;
+    assert_eq!(
+        flood(&mut lab, 100),
+        IcmpBudget::BURST,
+        "never more than the burst"
+    );
+}
+
+/// IPv6: a SYN to a service no real server can take is answered with an
+/// ICMPv6 port unreachable (type 1, code 4) from the VIP, quoting the SYN;
+/// one whose hop limit runs out, with time exceeded (type 3, code 0).
+#[test]
+fn v6_refusals() {
+    let mut lab = busy_lab();
+    let syn_from = |port: u16, hop: u8| {
+        v6_frame(
+            (EXT_MAC, CLIENT_MAC),
+            CIP6,
+            VIP6,
+            6,
+            hop,
+            &tcp_segment(
+                SocketAddr::from((CIP6, port)),
+                SocketAddr::from((VIP6, HTTP)),
+                flag::SYN,
+            ),
+        )
+    };
+    let answer = |sent: &[u8], kind: (u8, u8)| {
+        let mut body = vec![0u8; 4];
+        body.extend_from_slice(&sent[L3..]);
+        let msg = icmp6_coded(VIP6, CIP6, kind, &body);
+        v6_frame((CLIENT_MAC, EXT_MAC), VIP6, CIP6, 58, 64, &msg)
+    };
+    let sent = syn_from(CPORT + 1, 1);
+    let mut f = sent.clone();
+    let v = lab.process(EXT, &mut f);
+    assert_eq!(
+        v,
+        Verdict::Refuse {
+            iface: EXT,
+            why: DropReason::TtlExceeded
+        }
+    );
+    assert_frame_eq("hop limit 1", &f, &answer(&sent, (3, 0)));
+    lab.apply(&Op::EditDest {
+        service: ServiceKey {
+            protocol: Protocol::Tcp,
+            addr: SocketAddr::from((VIP6, HTTP)),
+        },
+        dest: DestSpec {
+            addr: SocketAddr::from((RIP6, HTTP_R)),
+            weight: 0,
+            method: Method::Nat,
+            u_threshold: 0,
+            l_threshold: 0,
+        },
+    });
+    let sent = syn_from(CPORT + 2, 64);
+    let mut f = sent.clone();
+    let v = lab.process(EXT, &mut f);
+    assert_eq!(
+        v,
+        Verdict::Refuse {
+            iface: EXT,
+            why: DropReason::NoDest
+        }
+    );
+    assert_frame_eq("no destination", &f, &answer(&sent, (1, 4)));
 }

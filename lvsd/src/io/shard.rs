@@ -258,6 +258,7 @@ pub fn run(p: ShardParams) -> io::Result<()> {
     let retry = types::Timespec::from(TX_RETRY_WAIT);
     let c = &*p.counters;
 
+    let icmp_budget = dataplane::IcmpBudget::new();
     while !p.stop.load(Ordering::Relaxed) {
         if !recv_armed {
             let e = opcode::RecvMsgMulti::new(types::Fd(fd), &*recv_msg, BGID)
@@ -331,6 +332,7 @@ pub fn run(p: ShardParams) -> io::Result<()> {
             rules: &rules,
             neigh: &neigh,
             ifaces: &ifaces,
+            icmp: &icmp_budget,
         };
 
         completions.clear();
@@ -402,8 +404,12 @@ pub fn run(p: ShardParams) -> io::Result<()> {
                                 start: off,
                                 len: plen,
                             };
-                            match dataplane::process(&ctx, conns, slot, &mut frame) {
-                                Verdict::Forward { iface } => {
+                            let v = dataplane::process(&ctx, conns, slot, &mut frame);
+                            if let Verdict::Refuse { why, .. } = v {
+                                bump(&c.drops[why as usize], 1);
+                            }
+                            match v {
+                                Verdict::Forward { iface } | Verdict::Refuse { iface, .. } => {
                                     match ifaces.list.get(usize::from(iface)).map(|i| i.ifindex) {
                                         Some(ifx) => {
                                             let bytes = frame.bytes();
@@ -439,7 +445,7 @@ pub fn run(p: ShardParams) -> io::Result<()> {
                 match v {
                     Verdict::Drop(r) => bump(&c.drops[r as usize], 1),
                     Verdict::Pass => bump(&c.passed, 1),
-                    Verdict::Forward { .. } | Verdict::Local => {}
+                    Verdict::Forward { .. } | Verdict::Refuse { .. } | Verdict::Local => {}
                 }
                 bufs.push(bid);
                 returned += 1;
@@ -545,8 +551,12 @@ fn handle(
         start,
         len: len + vnet::HEADER_LEN,
     };
-    match dataplane::process_bare(ctx, conns, slot, &mut frame) {
-        Verdict::Forward { iface } => Action::Send {
+    let v = dataplane::process_bare(ctx, conns, slot, &mut frame);
+    if let Verdict::Refuse { why, .. } = v {
+        bump(&c.drops[why as usize], 1);
+    }
+    match v {
+        Verdict::Forward { iface } | Verdict::Refuse { iface, .. } => Action::Send {
             slot: iface,
             start: frame.start + vnet::HEADER_LEN,
             len: frame.len.saturating_sub(vnet::HEADER_LEN),

@@ -30,6 +30,8 @@ pub mod v4 {
     pub const PARAMETER_PROBLEM: u8 = 12;
     /// Destination unreachable, fragmentation needed and DF set (RFC 1191).
     pub const CODE_FRAG_NEEDED: u8 = 4;
+    /// Destination unreachable, port unreachable.
+    pub const CODE_PORT_UNREACHABLE: u8 = 3;
 
     /// Whether the type carries an offending packet.
     pub fn is_error(t: u8) -> bool {
@@ -43,6 +45,8 @@ pub mod v4 {
 /// ICMPv6 types lvsd acts on.
 pub mod v6 {
     pub const DEST_UNREACHABLE: u8 = 1;
+    /// Destination unreachable, port unreachable.
+    pub const CODE_PORT_UNREACHABLE: u8 = 4;
     pub const PACKET_TOO_BIG: u8 = 2;
     pub const TIME_EXCEEDED: u8 = 3;
     pub const PARAMETER_PROBLEM: u8 = 4;
