@@ -24,7 +24,7 @@ use arc_swap::ArcSwap;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -232,11 +232,17 @@ fn start_and_wait(
     // so the group's member order is the shard order.
     let group = u16::try_from(std::process::id() & 0xffff).unwrap_or(1);
     let mut sockets = Vec::with_capacity(d.shards);
+    let ifindexes: Vec<u32> = ifaces.load().list.iter().map(|i| i.ifindex).collect();
     for i in 0..d.shards {
         let s = sys::packet_socket(sys::ETH_P_ALL_BE, 0)
             .map_err(io_err(format!("shard {i}: packet socket")))?;
         sys::tune_data_socket(s.as_raw_fd(), 8 << 20)
             .map_err(io_err(format!("shard {i}: socket options")))?;
+        sys::attach_filter(
+            s.as_raw_fd(),
+            &crate::io::fanout::interface_filter(&ifindexes),
+        )
+        .map_err(io_err(format!("shard {i}: socket filter")))?;
         if d.shards > 1 {
             sys::join_fanout(s.as_raw_fd(), group)
                 .map_err(io_err(format!("shard {i}: fanout group")))?;
@@ -337,17 +343,32 @@ fn start_and_wait(
         std::thread::sleep(Duration::from_millis(20));
     }
 
-    // Rates and lingering destinations, every two seconds.
+    // Rates, lingering destinations and the interfaces' MTUs, addresses
+    // and MACs, every two seconds.
     {
-        let (control, stop) = (control.clone(), stop.clone());
+        let (control, stop, ifaces) = (control.clone(), stop.clone(), ifaces.clone());
         let t = std::thread::Builder::new()
             .name("lvsd-tick".into())
             .spawn(move || {
                 let mut next = Instant::now() + Duration::from_secs(2);
+                let mut said = String::new();
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(100));
                     if Instant::now() >= next {
                         next += Duration::from_secs(2);
+                        match crate::io::ifaces::refresh(&ifaces.load()) {
+                            Ok(Some(new)) => {
+                                ifaces.store(Arc::new(new));
+                                lock(&control).interfaces_changed();
+                            }
+                            Ok(None) => said.clear(),
+                            // Said once, not every two seconds.
+                            Err(e) if e != said => {
+                                tracing::error!("{e}");
+                                said = e;
+                            }
+                            Err(_) => {}
+                        }
                         lock(&control).tick();
                     }
                 }
@@ -374,7 +395,6 @@ fn start_and_wait(
         d.admin_socket.display()
     );
 
-    let socket_path: PathBuf = d.admin_socket.clone();
     let result = loop {
         if let Ok((id, r)) = done_rx.try_recv() {
             break match r {
@@ -385,7 +405,7 @@ fn start_and_wait(
         let mut quit = false;
         for sig in signals.pending() {
             match sig {
-                SIGHUP => reload(path, &socket_path, control),
+                SIGHUP => reload(path, d, control),
                 _ => quit = true,
             }
         }
@@ -458,12 +478,16 @@ fn start_xdp(
 
 /// Re-reads the config file and applies its rules as one batch. A bad file
 /// changes nothing; daemon settings other than the rules need a restart.
-fn reload(path: &Path, socket: &Path, control: &Mutex<Control>) {
+fn reload(path: &Path, running: &config::DaemonConfig, control: &Mutex<Control>) {
     match config::load(path) {
         Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
         Ok(cfg) => {
-            if cfg.daemon.admin_socket != socket {
-                tracing::warn!("reload: a new admin_socket takes effect at the next start");
+            let changed = cfg.daemon.changed_from(running);
+            if !changed.is_empty() {
+                tracing::warn!(
+                    "reload applies the rules only; changed [daemon] settings take effect at the next start: {}",
+                    changed.join(", ")
+                );
             }
             match lock(control).apply(&cfg.reload_batch()) {
                 Ok(()) => tracing::info!("reloaded {}", path.display()),

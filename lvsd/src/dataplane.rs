@@ -153,7 +153,7 @@ pub struct ShardCounters {
 }
 
 /// An interface lvsd forwards on.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Iface {
     pub name: String,
     pub ifindex: u32,
@@ -219,7 +219,7 @@ impl Iface {
 }
 
 /// The interfaces lvsd forwards on, and every address the host owns.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Interfaces {
     pub list: Vec<Iface>,
     /// Every address of the host (any interface): traffic to these is the
@@ -789,11 +789,40 @@ fn inbound(rx: &Rx, f: &mut Frame, method: Method, dest: SocketAddr, len: usize)
         }
         Method::Tun => tunnel(rx, f, dest.ip(), len),
         Method::Local => {
+            // The director's stack takes the packet from a device without
+            // offloads: a partial checksum (a GRO super-frame, or a peer
+            // that left it to the hardware) is finished here, and a
+            // super-frame goes in as one large packet.
+            if rx.partial && !finish_checksum(f, len) {
+                return drop(DropReason::Malformed);
+            }
             f.start += L2_LEN;
             f.len = len;
             Out::Done(Verdict::Local)
         }
     }
+}
+
+/// Finishes the partial transport checksum of the frame in `f`, as its
+/// virtio-net header asks (from `csum_start` to the end of the frame, the
+/// sum stored at `csum_start + csum_offset`, which holds the pseudo-header's
+/// sum until then), to the end of the IP packet of `len` bytes (not into
+/// the Ethernet padding of a short frame). False when the header points
+/// outside the packet.
+fn finish_checksum(f: &mut Frame, len: usize) -> bool {
+    let bytes = f.bytes();
+    let vh = VnetHeader::new_unchecked(&bytes[..vnet::HEADER_LEN]);
+    let start = vnet::HEADER_LEN + usize::from(vh.csum_start());
+    let at = start + usize::from(vh.csum_offset());
+    let end = (L2_LEN + len).min(bytes.len());
+    if start < L2_LEN || at + 2 > end {
+        return false;
+    }
+    let c = !crate::wire::checksum::fold(crate::wire::checksum::sum(&bytes[start..end]));
+    // UDP sends a computed 0 as all ones (0 means "none").
+    let c = if c == 0 { 0xffff } else { c };
+    bytes[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    true
 }
 
 /// Wraps the packet for the real server at `rip`, or tells the client it is

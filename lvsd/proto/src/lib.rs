@@ -24,6 +24,11 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest message either side accepts, newline included.
 pub const MAX_MESSAGE: usize = 16 << 20;
 
+/// The longest message [`read_message`] takes: the daemon's answers, which
+/// grow with the rules and the connection table (about 130 bytes a
+/// connection; a million per shard is lvsd's default table).
+pub const MAX_REPLY: usize = 1 << 30;
+
 /// Where lvsd listens unless its config says otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/lvsd/lvsd.sock";
 
@@ -272,6 +277,12 @@ pub enum ErrorKind {
     Invalid,
     /// Valid, but this lvsd does not implement it yet.
     Unsupported,
+    /// lvsd serves as many admin connections as it will; try again.
+    Busy,
+    /// A kind this side does not know (a newer peer's): the message says
+    /// what happened.
+    #[serde(other)]
+    Unknown,
 }
 
 /// The daemon's answer.
@@ -333,7 +344,13 @@ pub struct ServiceInfo {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DestInfo {
+    /// As listed: a destination at one of the director's own addresses is
+    /// `Local` whatever it was added with (IPVS's local node).
     pub spec: DestSpec,
+    /// The method the destination was added with, when the listing shows
+    /// another (`Local`): what a save must write to restore it exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configured: Option<Method>,
     pub active_conns: u32,
     pub inact_conns: u32,
     pub persist_conns: u32,
@@ -414,8 +431,8 @@ pub enum FrameError {
     #[error("the peer closed the connection")]
     Closed,
     /// a message longer than the limit
-    #[error("message longer than {MAX_MESSAGE} bytes")]
-    TooLong,
+    #[error("message longer than {0} bytes")]
+    TooLong(usize),
     /// a message that is not valid JSON of the expected shape
     #[error("malformed message: {0}")]
     Json(#[from] serde_json::Error),
@@ -430,17 +447,23 @@ pub fn write_message<T: Serialize>(w: &mut impl Write, msg: &T) -> Result<(), Fr
     Ok(())
 }
 
-/// Reads one raw line (without its newline), refusing lines over the limit.
+/// Reads one raw line (without its newline), refusing lines over
+/// [`MAX_MESSAGE`] (a request, as the daemon reads it).
 pub fn read_line(r: &mut impl BufRead) -> Result<Vec<u8>, FrameError> {
+    read_line_up_to(r, MAX_MESSAGE)
+}
+
+/// Reads one raw line (without its newline) of at most `limit` bytes.
+pub fn read_line_up_to(r: &mut impl BufRead, limit: usize) -> Result<Vec<u8>, FrameError> {
     let mut line = Vec::new();
-    let mut limited = io::Read::take(&mut *r, MAX_MESSAGE as u64);
+    let mut limited = io::Read::take(&mut *r, limit as u64);
     let n = limited.read_until(b'\n', &mut line)?;
     if n == 0 {
         return Err(FrameError::Closed);
     }
     if line.last() != Some(&b'\n') {
-        if line.len() >= MAX_MESSAGE {
-            return Err(FrameError::TooLong);
+        if line.len() >= limit {
+            return Err(FrameError::TooLong(limit));
         }
         return Err(FrameError::Closed);
     }
@@ -448,15 +471,30 @@ pub fn read_line(r: &mut impl BufRead) -> Result<Vec<u8>, FrameError> {
     Ok(line)
 }
 
-/// Reads and decodes one message.
+/// Reads and decodes one message of up to [`MAX_REPLY`] bytes.
 pub fn read_message<T: DeserializeOwned>(r: &mut impl BufRead) -> Result<T, FrameError> {
-    let line = read_line(r)?;
+    let line = read_line_up_to(r, MAX_REPLY)?;
     Ok(serde_json::from_slice(&line)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error kind from a newer daemon still comes through, with its
+    /// message.
+    #[test]
+    fn unknown_error_kinds_are_kept() {
+        let r: Response =
+            serde_json::from_str(r#"{"result":"error","kind":"weird","message":"m"}"#).unwrap();
+        assert_eq!(
+            r,
+            Response::Error {
+                kind: ErrorKind::Unknown,
+                message: "m".into()
+            }
+        );
+    }
 
     #[test]
     fn request_round_trip() {

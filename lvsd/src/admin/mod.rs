@@ -49,9 +49,18 @@ pub struct Control {
     rates: RateEstimator,
     conn_table_size: u64,
     neighbors: Option<Arc<crate::io::neigh::NeighCounters>>,
-    /// Removed NAT destinations whose connections still carry traffic: the
-    /// kernel filter keeps dropping their replies until the last one ends.
-    lingering: Vec<(Protocol, SocketAddr, Arc<DestState>)>,
+    /// Removed destinations whose connections still carry traffic: the
+    /// kernel filter keeps dropping NAT ones' replies, and the neighbour
+    /// resolver keeps them all resolved, until the last one ends.
+    lingering: Vec<Lingering>,
+}
+
+/// A removed destination that may still have connections.
+struct Lingering {
+    protocol: Protocol,
+    addr: SocketAddr,
+    method: Method,
+    state: Arc<DestState>,
 }
 
 impl Control {
@@ -124,7 +133,12 @@ impl Control {
                     .filter(|d| d.spec.method == Method::Nat)
                     .map(move |d| (s.spec.key.protocol, d.spec.addr))
             })
-            .chain(self.lingering.iter().map(|(p, a, _)| (*p, *a)));
+            .chain(
+                self.lingering
+                    .iter()
+                    .filter(|l| l.method == Method::Nat)
+                    .map(|l| (l.protocol, l.addr)),
+            );
         let sets = FilterSets::new(services, dests, self.ifaces.load().local.iter().copied());
         if let Some(x) = self.xdp.as_mut() {
             if let Err(e) = x.sync(&sets) {
@@ -142,16 +156,20 @@ impl Control {
     pub fn apply(&mut self, op: &Op) -> Result<(), RuleError> {
         let before = self.model.clone();
         self.model.apply(op)?;
-        // NAT destinations that left the model but may still have connections.
+        // Destinations that left the model but may still have connections.
         for s in &before.services {
             for d in &s.dests {
                 let still = self.model.services.iter().any(|n| {
                     n.spec.key.protocol == s.spec.key.protocol
                         && n.dests.iter().any(|nd| Arc::ptr_eq(&nd.state, &d.state))
                 });
-                if !still && d.spec.method == Method::Nat {
-                    self.lingering
-                        .push((s.spec.key.protocol, d.spec.addr, d.state.clone()));
+                if !still {
+                    self.lingering.push(Lingering {
+                        protocol: s.spec.key.protocol,
+                        addr: d.spec.addr,
+                        method: d.spec.method,
+                        state: d.state.clone(),
+                    });
                 }
             }
         }
@@ -166,13 +184,7 @@ impl Control {
             }
         }
         if op.is_change() && !matches!(op, Op::Zero { .. }) {
-            let generation = self.rules.load().generation + 1;
-            let local = self.ifaces.load().local.clone();
-            self.rules.store(Arc::new(self.model.build(
-                generation,
-                &local,
-                Some(&self.rules.load()),
-            )));
+            self.publish();
             self.sync_kernel();
         }
         Ok(())
@@ -230,6 +242,7 @@ impl Control {
                             },
                             ..d.spec.clone()
                         },
+                        configured: local.contains(&d.spec.addr.ip()).then_some(d.spec.method),
                         active_conns: d.state.active.load(Relaxed),
                         inact_conns: d.state.inactive.load(Relaxed),
                         persist_conns: d.state.persist.load(Relaxed),
@@ -320,10 +333,38 @@ impl Control {
         self.rates.sample(&self.model);
         let before = self.lingering.len();
         // Only this list holds the state once no connection does.
-        self.lingering.retain(|(_, _, s)| Arc::strong_count(s) > 1);
+        self.lingering.retain(|l| Arc::strong_count(&l.state) > 1);
         if self.lingering.len() != before {
             self.sync_kernel();
+            self.publish();
         }
+    }
+
+    /// The interfaces were re-read with new addresses, MTUs or MACs: the
+    /// kernel filter and the rule table (which real servers are local)
+    /// follow.
+    pub fn interfaces_changed(&mut self) {
+        self.sync_kernel();
+        self.publish();
+    }
+
+    /// Builds a rule table from the model and swaps it in.
+    fn publish(&mut self) {
+        let previous = self.rules.load();
+        let local = self.ifaces.load().local.clone();
+        let mut t = self
+            .model
+            .build(previous.generation + 1, &local, Some(&previous));
+        let mut lingering: Vec<std::net::IpAddr> = self
+            .lingering
+            .iter()
+            .map(|l| l.addr.ip())
+            .filter(|ip| !local.contains(ip))
+            .collect();
+        lingering.sort_unstable();
+        lingering.dedup();
+        t.lingering = lingering;
+        self.rules.store(Arc::new(t));
     }
 
     pub fn model(&self) -> &Model {
@@ -335,5 +376,93 @@ fn base(m: &std::sync::Mutex<lvsd_proto::Stats>) -> lvsd_proto::Stats {
     match m.lock() {
         Ok(b) => *b,
         Err(p) => *p.into_inner(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::Iface;
+    use crate::wire::ethernet::MacAddr;
+    use lvsd_proto::{DestSpec, ServiceKey, ServiceSpec};
+    use std::net::IpAddr;
+
+    pub(super) fn control() -> Control {
+        let ifaces = Interfaces {
+            list: vec![Iface {
+                name: "int0".into(),
+                ifindex: 2,
+                mac: MacAddr([2, 0, 0, 0, 0, 2]),
+                mtu: 1500,
+                addrs: vec![("198.18.1.1".parse().unwrap(), 24)],
+                addrs6: Vec::new(),
+            }],
+            local: Default::default(),
+        };
+        Control::new(
+            Model::new(1),
+            Arc::new(ArcSwap::from_pointee(ifaces)),
+            None,
+            1024,
+        )
+    }
+
+    /// A removed real server stays in the table's lingering list, whatever
+    /// its method, as long as a connection holds its state, so the
+    /// neighbour resolver keeps it resolved and its connections carry on;
+    /// then it leaves the list.
+    #[test]
+    fn removed_servers_linger_while_connections_last() {
+        let mut c = control();
+        let key = ServiceKey {
+            protocol: Protocol::Tcp,
+            addr: "198.19.0.100:80".parse().unwrap(),
+        };
+        let dest = |ip: &str, method| DestSpec {
+            addr: format!("{ip}:80").parse().unwrap(),
+            weight: 1,
+            method,
+            u_threshold: 0,
+            l_threshold: 0,
+        };
+        c.apply(&Op::AddService {
+            service: ServiceSpec {
+                key,
+                scheduler: "rr".into(),
+                persistent: None,
+            },
+        })
+        .unwrap();
+        for (ip, m) in [("198.18.1.11", Method::Dr), ("198.18.1.12", Method::Nat)] {
+            c.apply(&Op::AddDest {
+                service: key,
+                dest: dest(ip, m),
+            })
+            .unwrap();
+        }
+        // Connections hold their destination's state.
+        let held: Vec<Arc<DestState>> = c.rules.load().services[0]
+            .dests
+            .iter()
+            .map(|d| d.state.clone())
+            .collect();
+        for ip in ["198.18.1.11", "198.18.1.12"] {
+            c.apply(&Op::DeleteDest {
+                service: key,
+                dest: format!("{ip}:80").parse().unwrap(),
+            })
+            .unwrap();
+        }
+        let ips = |c: &Control| c.rules.load().lingering.clone();
+        let both: Vec<IpAddr> = vec![
+            "198.18.1.11".parse().unwrap(),
+            "198.18.1.12".parse().unwrap(),
+        ];
+        assert_eq!(ips(&c), both);
+        c.tick();
+        assert_eq!(ips(&c), both, "connections still hold them");
+        drop(held);
+        c.tick();
+        assert!(ips(&c).is_empty(), "{:?}", ips(&c));
     }
 }

@@ -11,15 +11,19 @@ use lvsd_proto::{
     read_line, write_message, ErrorKind, FrameError, Request, Response, PROTOCOL_VERSION,
 };
 use std::io::{self, BufReader};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Most admin connections served at once; more wait in the listen queue.
+/// Most admin connections served at once, for those who may change the
+/// rules and, apart, for those who may only read (so readers cannot keep
+/// root out); one more is told so and closed.
 const MAX_CLIENTS: usize = 64;
+/// How long a connection may sit between requests, or take over one.
+const IDLE: Duration = Duration::from_secs(60);
 
 /// Why the socket could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +31,11 @@ pub enum ServerError {
     /// another lvsd answers on the socket
     #[error("another lvsd is already listening on {0}")]
     InUse(PathBuf),
+    /// something that is not a socket is in the way
+    #[error(
+        "admin socket {0}: the path exists and is not a socket (lvsd removes only a stale socket)"
+    )]
+    NotSocket(PathBuf),
     /// the socket could not be created
     #[error("admin socket {path}: {err}")]
     Io { path: PathBuf, err: io::Error },
@@ -66,8 +75,17 @@ fn in_group(pid: i32, gid: u32) -> bool {
         .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
 }
 
-/// Fails when a daemon answers on `path` (a stale socket file is not one).
+/// Fails when a daemon answers on `path` (a stale socket file is not one),
+/// or when something other than a socket is there (lvsd would otherwise
+/// replace it).
 pub fn check_free(path: &Path) -> Result<(), ServerError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.file_type().is_socket() => {
+            return Err(ServerError::NotSocket(path.to_path_buf()))
+        }
+        Ok(_) => {}
+        Err(_) => return Ok(()),
+    }
     if UnixStream::connect(path).is_ok() {
         return Err(ServerError::InUse(path.to_path_buf()));
     }
@@ -83,8 +101,8 @@ pub fn bind(path: &Path, mode: u32, access: Access) -> Result<UnixListener, Serv
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io_err)?;
     }
-    if path.exists() {
-        check_free(path)?;
+    check_free(path)?;
+    if std::fs::symlink_metadata(path).is_ok() {
         std::fs::remove_file(path).map_err(io_err)?;
     }
     let listener = UnixListener::bind(path).map_err(io_err)?;
@@ -98,18 +116,27 @@ pub fn bind(path: &Path, mode: u32, access: Access) -> Result<UnixListener, Serv
 
 /// Serves forever (the thread ends with the process).
 pub fn serve(listener: UnixListener, access: Access, control: Arc<Mutex<Control>>) {
-    let clients = Arc::new(AtomicUsize::new(0));
+    // Connections of those who may change the rules, and of the others.
+    let pools = [Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0))];
     for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        while clients.load(Ordering::Acquire) >= MAX_CLIENTS {
-            std::thread::sleep(Duration::from_millis(10));
+        let Ok(mut stream) = stream else { continue };
+        let may_change = access.may_change(&stream);
+        let clients = pools[usize::from(!may_change)].clone();
+        if clients.load(Ordering::Acquire) >= MAX_CLIENTS {
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            let r = error(
+                ErrorKind::Busy,
+                format!("lvsd is serving {MAX_CLIENTS} admin connections of this kind; try again"),
+            );
+            let _ = write_message(&mut stream, &r);
+            continue;
         }
         clients.fetch_add(1, Ordering::AcqRel);
-        let (control, clients) = (control.clone(), clients.clone());
+        let control = control.clone();
         let spawned = std::thread::Builder::new()
             .name("lvsd-admin".into())
             .spawn(move || {
-                if let Err(e) = session(stream, access, &control) {
+                if let Err(e) = session(stream, may_change, &control) {
                     tracing::debug!("admin connection: {e}");
                 }
                 clients.fetch_sub(1, Ordering::AcqRel);
@@ -120,17 +147,44 @@ pub fn serve(listener: UnixListener, access: Access, control: Arc<Mutex<Control>
     }
 }
 
-fn session(stream: UnixStream, access: Access, control: &Mutex<Control>) -> Result<(), FrameError> {
-    stream.set_read_timeout(Some(Duration::from_secs(300)))?;
+/// The admin socket as a session reads it: each request must have arrived
+/// whole within [`IDLE`] of the answer before, however its bytes trickle.
+struct Timed {
+    stream: UnixStream,
+    deadline: Instant,
+}
+
+impl io::Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no whole request in time",
+            ));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
+    }
+}
+
+fn session(
+    stream: UnixStream,
+    may_change: bool,
+    control: &Mutex<Control>,
+) -> Result<(), FrameError> {
     stream.set_write_timeout(Some(Duration::from_secs(30)))?;
-    let may_change = access.may_change(&stream);
     let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
+    let mut reader = BufReader::new(Timed {
+        stream,
+        deadline: Instant::now() + IDLE,
+    });
     loop {
+        reader.get_mut().deadline = Instant::now() + IDLE;
         let line = match read_line(&mut reader) {
             Ok(l) => l,
             Err(FrameError::Closed) => return Ok(()),
-            Err(FrameError::TooLong) => {
+            Err(FrameError::TooLong(_)) => {
                 let r = error(ErrorKind::Malformed, "request longer than the limit".into());
                 write_message(&mut writer, &r)?;
                 return Ok(());
@@ -173,5 +227,75 @@ pub fn answer(line: &[u8], may_change: bool, control: &Mutex<Control>) -> Respon
     match control.lock() {
         Ok(mut c) => c.handle(&req.op),
         Err(poisoned) => poisoned.into_inner().handle(&req.op),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lvsd_proto::read_message;
+
+    /// A fresh directory for one test's socket.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("lvsd-admin-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A file that is not a socket at the admin socket's path is refused
+    /// and left as it was (lvsd used to replace it).
+    #[test]
+    fn a_file_in_the_way_is_kept() {
+        let dir = scratch("file");
+        let path = dir.join("lvsd.sock");
+        std::fs::write(&path, "precious").unwrap();
+        let access = Access { admin_gid: None };
+        assert!(matches!(check_free(&path), Err(ServerError::NotSocket(_))));
+        assert!(matches!(
+            bind(&path, 0o660, access),
+            Err(ServerError::NotSocket(_))
+        ));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+        // A stale socket is replaced.
+        std::fs::remove_file(&path).unwrap();
+        drop(UnixListener::bind(&path).unwrap());
+        assert!(bind(&path, 0o660, access).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Idle connections fill their pool; the next one of that kind is told
+    /// so at once instead of waiting behind them, and the accept loop goes
+    /// on serving.
+    #[test]
+    fn a_full_pool_answers_busy() {
+        let dir = scratch("busy");
+        let path = dir.join("lvsd.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let control = Arc::new(Mutex::new(super::super::tests::control()));
+        let access = Access { admin_gid: None };
+        std::thread::spawn(move || serve(listener, access, control));
+        let idle: Vec<UnixStream> = (0..MAX_CLIENTS)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        // Bounded: the extra connection's answer comes at once or the read
+        // times out.
+        let extra = UnixStream::connect(&path).unwrap();
+        extra
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let r: Response = read_message(&mut BufReader::new(extra)).unwrap();
+        assert!(
+            matches!(
+                &r,
+                Response::Error {
+                    kind: ErrorKind::Busy,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+        drop(idle);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -167,7 +167,7 @@ struct DaemonSection {
     shards: Option<Spanned<usize>>,
     backend: Option<Backend>,
     busy_poll_us: Option<Spanned<u64>>,
-    admin_socket: Option<PathBuf>,
+    admin_socket: Option<Spanned<PathBuf>>,
     admin_group: Option<String>,
     socket_mode: Option<Spanned<String>>,
     conn_limit: Option<Spanned<usize>>,
@@ -332,9 +332,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         shards_set,
         backend: d.backend.unwrap_or(Backend::Auto),
         busy_poll_us,
-        admin_socket: d
-            .admin_socket
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
+        admin_socket: match d.admin_socket {
+            Some(p) if p.get_ref().as_os_str().is_empty() => {
+                return Err(at.err(p.span(), "admin_socket must name a path"))
+            }
+            Some(p) => p.into_inner(),
+            None => PathBuf::from(DEFAULT_SOCKET),
+        },
         admin_group: d.admin_group,
         socket_mode,
         conn_limit,
@@ -347,11 +351,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         shard_policy: d.shard_policy.unwrap_or(ShardPolicy::Batch),
     };
 
-    // Rules become operations, each with the place it came from.
-    let mut ops: Vec<(Op, Range<usize>)> = Vec::new();
+    // Rules become operations, each with the places it came from.
+    let mut ops: Vec<(Op, Places)> = Vec::new();
     if let Some(t) = file.timeouts {
         let span = t.span();
         let t = t.into_inner();
+        // 0 means "leave as it is" to --set; in a file it is a mistake.
+        if [t.tcp, t.tcp_fin, t.udp].contains(&Some(0)) {
+            return Err(at.err(
+                span,
+                "a timeout of 0 is not allowed (leave the key out for the default)",
+            ));
+        }
         ops.push((
             Op::SetTimeouts {
                 timeouts: Timeouts {
@@ -360,7 +371,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                     udp: t.udp.unwrap_or(DEFAULT_TIMEOUTS.udp),
                 },
             },
-            span,
+            Places::table(span),
         ));
     }
     for s in file.service {
@@ -389,9 +400,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let (scheduler, sched_span) = match s.scheduler {
             Some(x) => {
                 let span = x.span();
-                (x.into_inner(), span)
+                (x.into_inner(), Some(span))
             }
-            None => ("wlc".to_string(), sspan.clone()),
+            None => ("wlc".to_string(), None),
         };
         ops.push((
             Op::AddService {
@@ -401,7 +412,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                     persistent: s.persistent.as_ref().map(|p| *p.get_ref()),
                 },
             },
-            s.persistent.map(|p| p.span()).unwrap_or(sched_span),
+            Places {
+                address: Some(s.address.span()),
+                scheduler: sched_span,
+                persistent: s.persistent.map(|p| p.span()),
+                ..Places::table(sspan.clone())
+            },
         ));
         for r in s.real_server {
             let rspan = r.span();
@@ -435,10 +451,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                 }
             };
             let weight = r.weight.as_ref().map_or(1, |w| *w.get_ref());
-            let span = match (&r.method, &r.weight) {
-                (Some(m), _) if method != Method::Nat => m.span(),
-                (_, Some(w)) if weight > 65535 => w.span(),
-                _ => rspan,
+            let places = Places {
+                address: Some(r.address.span()),
+                method: r.method.as_ref().map(|m| m.span()),
+                weight: r.weight.as_ref().map(|w| w.span()),
+                ..Places::table(rspan)
             };
             ops.push((
                 Op::AddDest {
@@ -451,22 +468,95 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                         l_threshold: r.l_threshold.unwrap_or(0),
                     },
                 },
-                span,
+                places,
             ));
         }
     }
 
     // Validate on a scratch model, so the error carries its place.
     let mut scratch = Model::new(1);
-    for (op, span) in &ops {
+    for (op, places) in &ops {
         if let Err(e) = scratch.apply(op) {
-            return Err(at.err(span.clone(), e.message));
+            return Err(at.err(places.of(&e), e.message));
         }
     }
     Ok(Config {
         daemon,
         ops: ops.into_iter().map(|(op, _)| op).collect(),
     })
+}
+
+impl DaemonConfig {
+    /// The keys whose values differ from `running`'s (a reload applies only
+    /// the rules; these need a restart).
+    pub fn changed_from(&self, running: &DaemonConfig) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut check = |key, differs: bool| {
+            if differs {
+                out.push(key);
+            }
+        };
+        check("interfaces", self.interfaces != running.interfaces);
+        check(
+            "shards",
+            (self.shards, self.shards_set) != (running.shards, running.shards_set),
+        );
+        check("backend", self.backend != running.backend);
+        check("busy_poll_us", self.busy_poll_us != running.busy_poll_us);
+        check("admin_socket", self.admin_socket != running.admin_socket);
+        check("admin_group", self.admin_group != running.admin_group);
+        check("socket_mode", self.socket_mode != running.socket_mode);
+        check("conn_limit", self.conn_limit != running.conn_limit);
+        check("buffers", self.buffers != running.buffers);
+        check("buffer_size", self.buffer_size != running.buffer_size);
+        check("kernel_filter", self.kernel_filter != running.kernel_filter);
+        check("log", self.log != running.log);
+        check("cpus", self.cpus != running.cpus);
+        check("shard_nice", self.shard_nice != running.shard_nice);
+        check("shard_policy", self.shard_policy != running.shard_policy);
+        out
+    }
+}
+
+/// Where an operation's parts are in the file, to point an error at the
+/// key it is about.
+#[derive(Default)]
+struct Places {
+    /// The whole table (`[[service]]`, `[[service.real_server]]`,
+    /// `[timeouts]`).
+    table: Range<usize>,
+    address: Option<Range<usize>>,
+    scheduler: Option<Range<usize>>,
+    persistent: Option<Range<usize>>,
+    method: Option<Range<usize>>,
+    weight: Option<Range<usize>>,
+}
+
+impl Places {
+    fn table(table: Range<usize>) -> Self {
+        Places {
+            table,
+            ..Places::default()
+        }
+    }
+
+    /// The place of what `e` is about (the table's, when that key is not
+    /// in the file).
+    fn of(&self, e: &crate::rules::RuleError) -> Range<usize> {
+        use lvsd_proto::ErrorKind;
+        let m = e.message.as_str();
+        let key = match e.kind {
+            ErrorKind::NoScheduler => &self.scheduler,
+            ErrorKind::Unsupported => &self.persistent,
+            ErrorKind::Invalid if m.starts_with("weight") => &self.weight,
+            ErrorKind::Invalid if m.contains("threshold") => &None,
+            ErrorKind::Invalid if m.contains("direct routing") || m.contains("\"local\"") => {
+                &self.method
+            }
+            _ => &self.address,
+        };
+        key.clone().unwrap_or_else(|| self.table.clone())
+    }
 }
 
 #[cfg(test)]
@@ -527,6 +617,39 @@ scheduler = "wrr"
         (e.line, e.message)
     }
 
+    /// Every [daemon] key a reload would ignore is named (the struct has
+    /// no field `changed_from` leaves out: a new one must be added there).
+    #[test]
+    fn changed_daemon_settings_are_named() {
+        let a = p(GOOD).unwrap().daemon;
+        assert!(a.changed_from(&a).is_empty());
+        let b = p(&GOOD.replace(
+            "shards = 2",
+            "shards = 2\nsocket_mode = \"0600\"\nconn_limit = 8",
+        ))
+        .unwrap()
+        .daemon;
+        assert_eq!(b.changed_from(&a), ["socket_mode", "conn_limit"]);
+        let DaemonConfig {
+            interfaces: _,
+            shards: _,
+            shards_set: _,
+            backend: _,
+            busy_poll_us: _,
+            admin_socket: _,
+            admin_group: _,
+            socket_mode: _,
+            conn_limit: _,
+            buffers: _,
+            buffer_size: _,
+            kernel_filter: _,
+            log: _,
+            cpus: _,
+            shard_nice: _,
+            shard_policy: _,
+        } = a;
+    }
+
     #[test]
     fn errors_name_line_and_problem() {
         let bad_sched = GOOD.replace("\"wrr\"", "\"fastest\"");
@@ -549,10 +672,35 @@ scheduler = "wrr"
         assert_eq!(line, 22, "{msg}");
         assert!(msg.contains("wieght"), "{msg}");
 
+        // Each error points at the key it is about.
         let dup = GOOD.replace("198.18.1.12\"", "198.18.1.11:8080\"");
         let (line, msg) = err_at(&dup);
-        assert_eq!(line, 20, "{msg}");
+        assert_eq!(line, 21, "the duplicate's address: {msg}");
         assert!(msg.contains("already exists"), "{msg}");
+        let port0 = GOOD.replace("198.19.0.100:80", "198.19.0.100:0");
+        let (line, msg) = err_at(&port0);
+        assert_eq!(line, 12, "the service's address: {msg}");
+        let heavy = GOOD.replace(
+            "weight = 3\n  method = \"nat\"",
+            "weight = 70000\n  method = \"dr\"",
+        );
+        let (line, msg) = err_at(&heavy);
+        assert_eq!(line, 22, "the weight: {msg}");
+        assert!(msg.contains("70000"), "{msg}");
+        let moved = GOOD.replace(
+            "198.18.1.11:8080\"\n  weight = 1\n  method = \"nat\"",
+            "198.18.1.11:8080\"\n  weight = 1\n  method = \"dr\"",
+        );
+        let (line, msg) = err_at(&moved);
+        assert_eq!(line, 18, "the method: {msg}");
+        assert!(msg.contains("cannot change the port"), "{msg}");
+        let zero = GOOD.replace("tcp_fin = 30", "tcp_fin = 0");
+        let (line, msg) = err_at(&zero);
+        assert_eq!(line, 7, "{msg}");
+        assert!(msg.contains("timeout of 0"), "{msg}");
+
+        let (line, msg) = err_at("[daemon]\ninterfaces = [\"a\"]\nadmin_socket = \"\"\n");
+        assert_eq!((line, msg.as_str()), (3, "admin_socket must name a path"));
 
         let (line, msg) = err_at("[daemon]\ninterfaces = []\n");
         assert_eq!(line, 2, "{msg}");

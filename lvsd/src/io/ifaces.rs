@@ -120,6 +120,39 @@ pub fn discover(names: &[String]) -> Result<Interfaces, IfaceError> {
     Ok(out)
 }
 
+/// Re-reads the interfaces `now` describes (their MTU, MAC and addresses
+/// may change while lvsd runs). Ok(Some(new)) when something changed on
+/// the same interfaces, Ok(None) when nothing did; an error when one is
+/// gone or was made anew (its sockets are gone: lvsd needs a restart).
+pub fn refresh(now: &Interfaces) -> Result<Option<Interfaces>, String> {
+    let names: Vec<String> = now.list.iter().map(|i| i.name.clone()).collect();
+    let new = discover(&names).map_err(|e| format!("re-reading the interfaces: {e}"))?;
+    if *now == new {
+        return Ok(None);
+    }
+    for (old, i) in now.list.iter().zip(&new.list) {
+        if old.ifindex != i.ifindex {
+            return Err(format!(
+                "interface {} was made anew (index {} now {}); restart lvsd",
+                i.name, old.ifindex, i.ifindex
+            ));
+        }
+        if old.mtu != i.mtu {
+            tracing::info!("interface {}: MTU {} now {}", i.name, old.mtu, i.mtu);
+        }
+        if old.mac != i.mac {
+            tracing::warn!(
+                "interface {}: MAC address changed; the XDP program steers by the old one until lvsd restarts",
+                i.name
+            );
+        }
+        if (&old.addrs, &old.addrs6) != (&i.addrs, &i.addrs6) {
+            tracing::info!("interface {}: addresses changed", i.name);
+        }
+    }
+    Ok(Some(new))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

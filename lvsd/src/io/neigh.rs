@@ -20,7 +20,7 @@ use crate::wire::icmp::{v6, IcmpPacket};
 use crate::wire::ipv4::IpProtocol;
 use crate::wire::ipv6::Ipv6Packet;
 use arc_swap::ArcSwap;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -71,16 +71,17 @@ pub fn run(
     sys::ignore_outgoing(fd)?;
     let mut entries: HashMap<IpAddr, Entry> = HashMap::new();
     let mut buf = vec![0u8; 2048];
+    let mut off_subnet: HashSet<IpAddr> = HashSet::new();
     let mut generation = u64::MAX;
     while !stop.load(Ordering::Relaxed) {
         let ifs = ifaces.load();
         let table = rules.load();
+        let mut changed = false;
         if table.generation != generation {
             generation = table.generation;
-            want(&mut entries, &ifs, &table);
+            changed = want(&mut entries, &mut off_subnet, &ifs, &table);
         }
         let now = Instant::now();
-        let mut changed = false;
         for (ip, e) in entries.iter_mut() {
             let due = match (e.mac, e.asked) {
                 (_, None) => true,
@@ -186,23 +187,42 @@ pub fn run(
     Ok(())
 }
 
-/// Brings the wanted set in line with the rule table.
-fn want(entries: &mut HashMap<IpAddr, Entry>, ifs: &Interfaces, table: &RuleTable) {
+/// Brings the wanted set in line with the rule table: its real servers,
+/// and removed ones whose connections still carry traffic. Says whether an
+/// entry left (the published table must follow). A real server on no
+/// subnet of lvsd's is logged once, not at every change.
+fn want(
+    entries: &mut HashMap<IpAddr, Entry>,
+    off_subnet: &mut HashSet<IpAddr>,
+    ifs: &Interfaces,
+    table: &RuleTable,
+) -> bool {
     let mut wanted: HashMap<IpAddr, u16> = HashMap::new();
-    for s in &table.services {
-        for d in s.dests.iter().filter(|d| !d.local) {
-            let ip = d.addr().ip();
-            match ifs.on_link(ip) {
-                Some(slot) => {
-                    wanted.insert(ip, slot);
+    let mut unplaced = HashSet::new();
+    let addrs = table
+        .services
+        .iter()
+        .flat_map(|s| s.dests.iter().filter(|d| !d.local).map(|d| d.addr().ip()))
+        .chain(table.lingering.iter().copied());
+    for ip in addrs {
+        match ifs.on_link(ip) {
+            Some(slot) => {
+                wanted.insert(ip, slot);
+            }
+            None => {
+                if !off_subnet.contains(&ip) {
+                    tracing::warn!(
+                        "real server {ip} is on no subnet of lvsd's interfaces; it cannot be reached"
+                    );
                 }
-                None => tracing::warn!(
-                    "real server {ip} is on no subnet of lvsd's interfaces; it cannot be reached"
-                ),
+                unplaced.insert(ip);
             }
         }
     }
+    *off_subnet = unplaced;
+    let before = entries.len();
     entries.retain(|ip, _| wanted.contains_key(ip));
+    let removed = entries.len() != before;
     for (ip, iface) in wanted {
         entries.entry(ip).or_insert(Entry {
             iface,
@@ -212,6 +232,7 @@ fn want(entries: &mut HashMap<IpAddr, Entry>, ifs: &Interfaces, table: &RuleTabl
             unanswered: 0,
         });
     }
+    removed
 }
 
 /// A broadcast ARP request from `mac`/`src` for `target`.
@@ -316,6 +337,36 @@ fn parse_answer(frame: &[u8]) -> Option<(IpAddr, MacAddr)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dataplane::Iface;
+
+    /// Removed real servers whose connections last are resolved like the
+    /// others; when they go, the published table must follow (`want` says
+    /// so); an off-subnet one is only noted.
+    #[test]
+    fn lingering_servers_are_wanted() {
+        let ifs = Interfaces {
+            list: vec![Iface {
+                name: "int0".into(),
+                ifindex: 2,
+                mac: MacAddr([2, 0, 0, 0, 0, 2]),
+                mtu: 1500,
+                addrs: vec![(Ipv4Addr::new(198, 18, 1, 1), 24)],
+                addrs6: Vec::new(),
+            }],
+            local: Default::default(),
+        };
+        let rs: IpAddr = Ipv4Addr::new(198, 18, 1, 11).into();
+        let far: IpAddr = Ipv4Addr::new(198, 19, 9, 9).into();
+        let mut table = RuleTable::empty();
+        table.lingering = vec![rs, far];
+        let (mut entries, mut off) = (HashMap::new(), HashSet::new());
+        assert!(!want(&mut entries, &mut off, &ifs, &table));
+        assert!(entries.contains_key(&rs));
+        assert_eq!(off, HashSet::from([far]));
+        table.lingering.clear();
+        assert!(want(&mut entries, &mut off, &ifs, &table), "an entry left");
+        assert!(entries.is_empty() && off.is_empty());
+    }
 
     #[test]
     fn request_then_answer() {

@@ -56,6 +56,8 @@ const UD_RECV: u64 = u64::MAX;
 /// user_data of the multishot poll on AF_XDP socket i: UD_XSK + i (above
 /// every buffer id, below UD_RECV).
 const UD_XSK: u64 = 1 << 32;
+/// Marks a local-node write's user_data (its buffer id | UD_LOCAL).
+const UD_LOCAL: u64 = 1 << 20;
 /// Most frames taken from one AF_XDP socket per pass of the loop.
 const XSK_BATCH: u32 = 256;
 /// Longest wait for a completion: how late a shard notices a stop request,
@@ -63,6 +65,9 @@ const XSK_BATCH: u32 = 256;
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// Longest wait before a TX ring the kernel turned away is kicked again.
 const TX_RETRY_WAIT: Duration = Duration::from_millis(1);
+/// The kernel's largest io_uring queues.
+const MAX_SQ_ENTRIES: u32 = 32768;
+const MAX_CQ_ENTRIES: u32 = 65536;
 /// io_uring_recvmsg_out, the header the kernel writes before the name.
 const RECVMSG_OUT_LEN: usize = 16;
 
@@ -174,28 +179,36 @@ struct SendSlots {
     addrs: Vec<libc::sockaddr_ll>,
 }
 
-/// Runs a shard until `stop` is set. Errors are fatal to the shard (and the
-/// daemon): they come from setting up the ring, not from packets.
-pub fn run(p: ShardParams) -> io::Result<()> {
-    let cq_size = u32::from(p.buffers) * 2 + 64;
-    let entries = u32::from(p.buffers) + 64;
+/// The shard's io_uring, sized for `buffers` receive buffers.
+fn new_ring(buffers: u16) -> io::Result<IoUring> {
+    // Within the kernel's limits (IORING_MAX_ENTRIES, IORING_MAX_CQ_ENTRIES)
+    // at the largest `buffers` the config allows; the submission queue
+    // needs room for one batch only (`push` submits when it is full).
+    let cq_size = (u32::from(buffers) * 2 + 64).min(MAX_CQ_ENTRIES);
+    let entries = (u32::from(buffers) + 64).min(MAX_SQ_ENTRIES);
     // Completion work runs when this thread asks for events, not by
     // interrupting it (and the kernel never wakes it for that while it
     // runs): kernel 6.1+; older kernels get the default.
-    let mut ring: IoUring = match IoUring::builder()
+    match IoUring::builder()
         .setup_cqsize(cq_size)
         .setup_single_issuer()
         .setup_defer_taskrun()
         .setup_taskrun_flag()
         .build(entries)
     {
-        Ok(r) => r,
+        Ok(r) => Ok(r),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => IoUring::builder()
             .setup_cqsize(cq_size)
             .setup_single_issuer()
-            .build(entries)?,
-        Err(e) => return Err(e),
-    };
+            .build(entries),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs a shard until `stop` is set. Errors are fatal to the shard (and the
+/// daemon): they come from setting up the ring, not from packets.
+pub fn run(p: ShardParams) -> io::Result<()> {
+    let mut ring = new_ring(p.buffers)?;
     if !ring.params().is_feature_ext_arg() {
         return Err(io::Error::other(
             "io_uring lacks IORING_FEAT_EXT_ARG (kernel 5.11+ needed)",
@@ -211,8 +224,8 @@ pub fn run(p: ShardParams) -> io::Result<()> {
     }
     let mut bufs = BufRing::new(p.buffers, p.buffer_size)?;
     // SAFETY: the ring memory is page aligned, holds `buffers` entries, and
-    // outlives the registration (it is unregistered when `ring` drops,
-    // which happens before `bufs` drops: see the explicit drops at the end).
+    // outlives the registration (it is unregistered before `bufs` drops:
+    // see the end of this function).
     unsafe {
         ring.submitter()
             .register_buf_ring_with_flags(bufs.ring.ptr as u64, p.buffers, BGID, 0)?;
@@ -251,9 +264,11 @@ pub fn run(p: ShardParams) -> io::Result<()> {
     let mut xsk_unsent = false;
     let mut xsk_last_work = Instant::now();
     let mut xdp_stats_at = 0u64;
-    let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(cq_size as usize);
+    let mut completions: Vec<(u64, i32, u32)> =
+        Vec::with_capacity(ring.params().cq_entries() as usize);
     let mut fanout_vips: Option<Vec<std::net::Ipv4Addr>> = None;
     let mut fanout_generation = 0u64;
+    let mut fanout_retry_at = 0u64;
     let ts = types::Timespec::from(IDLE_WAIT);
     let retry = types::Timespec::from(TX_RETRY_WAIT);
     let c = &*p.counters;
@@ -306,9 +321,13 @@ pub fn run(p: ShardParams) -> io::Result<()> {
         let neigh = p.neigh.load();
         let ifaces = p.ifaces.load();
         // Only when the rules changed: a new program needs a system call.
-        if p.fanout_owner && rules.generation != fanout_generation {
-            fanout_generation = rules.generation;
-            update_fanout(fd, &rules, &mut fanout_vips);
+        // A program the kernel refused is tried again a second later.
+        if p.fanout_owner && rules.generation != fanout_generation && now >= fanout_retry_at {
+            if update_fanout(fd, &rules, &mut fanout_vips) {
+                fanout_generation = rules.generation;
+            } else {
+                fanout_retry_at = now + 1000;
+            }
         }
         let conns = &mut table;
         conns.expire(now);
@@ -352,13 +371,21 @@ pub fn run(p: ShardParams) -> io::Result<()> {
                 continue;
             }
             if ud != UD_RECV {
-                // A send finished: its buffer goes back.
-                let bid = u16::try_from(ud).unwrap_or(0);
+                // A send (or a local-node write) finished: its buffer goes
+                // back. Bytes are counted without the virtio-net header, as
+                // the XDP path counts them.
+                let bid = u16::try_from(ud & !UD_LOCAL).unwrap_or(0);
+                let header = if ud & UD_LOCAL == 0 {
+                    vnet::HEADER_LEN
+                } else {
+                    0
+                };
                 if res < 0 {
                     bump(&c.drops[DropReason::TxError as usize], 1);
                 } else {
                     bump(&c.tx_frames, 1);
-                    bump(&c.tx_bytes, u64::try_from(res).unwrap_or(0));
+                    let n = usize::try_from(res).unwrap_or(0).saturating_sub(header);
+                    bump(&c.tx_bytes, n as u64);
                 }
                 bufs.push(bid);
                 returned += 1;
@@ -370,8 +397,13 @@ pub fn run(p: ShardParams) -> io::Result<()> {
             let Some(bid) = cqueue::buffer_select(flags) else {
                 continue; // an error such as ENOBUFS: re-armed above
             };
-            if bid >= p.buffers || res < 0 {
-                bufs.push(bid.min(p.buffers - 1));
+            if bid >= p.buffers {
+                // Not a buffer of ours: nothing to give back.
+                tracing::error!("shard {}: receive completion names buffer {bid}", p.id);
+                continue;
+            }
+            if res < 0 {
+                bufs.push(bid);
                 returned += 1;
                 continue;
             }
@@ -380,7 +412,10 @@ pub fn run(p: ShardParams) -> io::Result<()> {
             // the module docs); the slice is the whole buffer.
             let buf = unsafe { std::slice::from_raw_parts_mut(bufs.buf_ptr(bid), p.buffer_size) };
             let verdict = match types::RecvMsgOut::parse(&buf[..len], &recv_msg) {
-                Err(()) => Some(Verdict::Drop(DropReason::Truncated)),
+                Err(()) => {
+                    bump(&c.rx_frames, 1);
+                    Some(Verdict::Drop(DropReason::Truncated))
+                }
                 Ok(out) if out.is_payload_truncated() => {
                     bump(&c.rx_frames, 1);
                     Some(Verdict::Drop(DropReason::Truncated))
@@ -395,7 +430,7 @@ pub fn run(p: ShardParams) -> io::Result<()> {
                     let plen = out.payload_data().len();
                     let off = RECVMSG_OUT_LEN + name_len;
                     bump(&c.rx_frames, 1);
-                    bump(&c.rx_bytes, plen as u64);
+                    bump(&c.rx_bytes, plen.saturating_sub(vnet::HEADER_LEN) as u64);
                     match u32::try_from(ifindex).ok().and_then(|i| ifaces.slot(i)) {
                         None => Some(Verdict::Pass),
                         Some(slot) if off + plen <= len => {
@@ -428,7 +463,7 @@ pub fn run(p: ShardParams) -> io::Result<()> {
                                             u32::try_from(bytes.len()).unwrap_or(0),
                                         )
                                         .build()
-                                        .user_data(u64::from(bid));
+                                        .user_data(u64::from(bid) | UD_LOCAL);
                                         push(&mut ring, &e)?;
                                         None
                                     }
@@ -467,6 +502,12 @@ pub fn run(p: ShardParams) -> io::Result<()> {
     }
     table.clear();
     c.conns.store(0, Ordering::Relaxed);
+    // Closing the ring cancels its requests later, in the kernel's own
+    // time; taking the buffer ring back first (synchronous) means no
+    // receive can still pick a buffer once the memory is unmapped.
+    if let Err(e) = ring.submitter().unregister_buf_ring(BGID) {
+        tracing::warn!("shard {}: unregistering its buffer ring: {e}", p.id);
+    }
     drop(ring);
     drop(bufs);
     Ok(())
@@ -569,6 +610,10 @@ fn handle(
                     let r = unsafe { libc::write(tun, bytes.as_ptr().cast(), bytes.len()) };
                     if r < 0 {
                         bump(&c.drops[DropReason::TxError as usize], 1);
+                    } else {
+                        // Counted as sent, as on the packet path.
+                        bump(&c.tx_frames, 1);
+                        bump(&c.tx_bytes, bytes.len() as u64);
                     }
                 }
                 None => bump(&c.drops[DropReason::NoNeighbor as usize], 1),
@@ -627,8 +672,13 @@ fn queue_send(
     push(ring, &e)
 }
 
-/// Re-programs the fanout group when the set of IPv4 VIPs changed.
-fn update_fanout(fd: i32, rules: &RuleTable, current: &mut Option<Vec<std::net::Ipv4Addr>>) {
+/// Re-programs the fanout group when the set of IPv4 VIPs changed; false
+/// when the kernel refused the program (to be tried again).
+fn update_fanout(
+    fd: i32,
+    rules: &RuleTable,
+    current: &mut Option<Vec<std::net::Ipv4Addr>>,
+) -> bool {
     let mut vips: Vec<std::net::Ipv4Addr> = rules
         .vips
         .iter()
@@ -639,12 +689,13 @@ fn update_fanout(fd: i32, rules: &RuleTable, current: &mut Option<Vec<std::net::
         .collect();
     vips.sort_unstable();
     if current.as_ref() == Some(&vips) {
-        return;
+        return true;
     }
     match super::fanout::program(&vips) {
         Some(prog) => {
             if let Err(e) = super::sys::set_fanout_program(fd, &prog) {
                 tracing::error!("cannot program the shard fanout: {e}");
+                return false;
             }
         }
         None => tracing::error!(
@@ -654,4 +705,22 @@ fn update_fanout(fd: i32, rules: &RuleTable, current: &mut Option<Vec<std::net::
         ),
     }
     *current = Some(vips);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every buffer count the config accepts gives a ring the kernel
+    /// makes (32,768 buffers once asked for queues beyond its limits).
+    #[test]
+    fn rings_for_every_buffer_count() {
+        for shift in 3..=15 {
+            let buffers = 1u16 << shift;
+            if let Err(e) = new_ring(buffers) {
+                panic!("{buffers} buffers: {e}");
+            }
+        }
+    }
 }

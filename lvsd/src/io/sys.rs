@@ -137,10 +137,20 @@ pub fn tune_data_socket(fd: RawFd, rcvbuf: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// Joins `fd` to fanout group `group` in classic-BPF mode.
+/// Joins `fd` to fanout group `group` in classic-BPF mode, ignoring the
+/// frames the host sends (PACKET_FANOUT_FLAG_IGNORE_OUTGOING: a group does
+/// not heed its members' PACKET_IGNORE_OUTGOING; kernel 4.20+, and joined
+/// without it before).
 pub fn join_fanout(fd: RawFd, group: u16) -> io::Result<()> {
-    let arg: u32 = u32::from(group) | (PACKET_FANOUT_CBPF << 16);
-    setsockopt(fd, libc::SOL_PACKET, PACKET_FANOUT, &arg)
+    const FLAG_IGNORE_OUTGOING: u32 = 0x4000;
+    let arg: u32 = u32::from(group) | ((PACKET_FANOUT_CBPF | FLAG_IGNORE_OUTGOING) << 16);
+    match setsockopt(fd, libc::SOL_PACKET, PACKET_FANOUT, &arg) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            let arg: u32 = u32::from(group) | (PACKET_FANOUT_CBPF << 16);
+            setsockopt(fd, libc::SOL_PACKET, PACKET_FANOUT, &arg)
+        }
+        r => r,
+    }
 }
 
 /// Installs (or replaces) the group's classic BPF program through member `fd`.
@@ -186,7 +196,12 @@ pub fn recv_frame(fd: RawFd, buf: &mut [u8], timeout_ms: i32) -> io::Result<Opti
         revents: 0,
     };
     // SAFETY: one valid pollfd.
-    let n = check(unsafe { libc::poll(&mut pfd, 1, timeout_ms) })?;
+    let n = match check(unsafe { libc::poll(&mut pfd, 1, timeout_ms) }) {
+        // A signal for the process may land on this thread: poll is not
+        // restarted, and the caller's loop is the retry.
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(None),
+        r => r?,
+    };
     if n == 0 {
         return Ok(None);
     }
@@ -205,7 +220,10 @@ pub fn recv_frame(fd: RawFd, buf: &mut [u8], timeout_ms: i32) -> io::Result<Opti
     };
     if rc < 0 {
         let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::WouldBlock {
+        if matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+        ) {
             return Ok(None);
         }
         return Err(e);

@@ -143,6 +143,10 @@ pub struct Model {
 struct Graveyard {
     services: HashMap<ServiceKey, Arc<ServiceState>>,
     dests: HashMap<(ServiceKey, SocketAddr), Arc<DestState>>,
+    /// Services a `-Z` in the batch zeroes, once the whole batch stands
+    /// (their counters live in state shared with the running table, which
+    /// a refused batch must leave alone).
+    zero: Vec<ServiceEntry>,
 }
 
 impl Model {
@@ -177,8 +181,10 @@ impl Model {
     /// operations are accepted and change nothing.
     pub fn apply(&mut self, op: &Op) -> Result<(), RuleError> {
         let mut next = self.clone();
-        next.apply_in(op, &mut Graveyard::default())?;
+        let mut grave = Graveyard::default();
+        next.apply_in(op, &mut grave)?;
         *self = next;
+        grave.zero.iter().for_each(zero);
         Ok(())
     }
 
@@ -274,9 +280,9 @@ impl Model {
                     let i = self.find(key).ok_or_else(|| {
                         RuleError::new(ErrorKind::NoService, format!("no such service: {key}"))
                     })?;
-                    zero(&self.services[i]);
+                    grave.zero.push(self.services[i].clone());
                 }
-                None => self.services.iter().for_each(zero),
+                None => grave.zero.extend(self.services.iter().cloned()),
             },
             Op::SetTimeouts { timeouts } => {
                 let longest = timeouts.tcp.max(timeouts.tcp_fin).max(timeouts.udp);
@@ -376,6 +382,7 @@ impl Model {
             vips,
             nat_dests,
             timeouts: self.timeouts,
+            lingering: Vec::new(),
         }
     }
 }
@@ -476,7 +483,8 @@ fn validate_dest(svc: &ServiceSpec, d: &DestSpec) -> Result<(), RuleError> {
             ))
         }
     }
-    if d.l_threshold > 0 && d.u_threshold > 0 && d.l_threshold > d.u_threshold {
+    // As IPVS: also when there is no upper threshold (0).
+    if d.l_threshold > d.u_threshold {
         return Err(RuleError::new(
             ErrorKind::Invalid,
             "lower threshold is above the upper threshold",
@@ -519,6 +527,10 @@ pub struct RuleTable {
     /// lvsd's to translate back.
     pub nat_dests: FastSet<(Protocol, SocketAddr)>,
     pub timeouts: Timeouts,
+    /// Addresses of removed real servers whose connections still carry
+    /// traffic (set by the control path): the neighbour resolver keeps
+    /// them resolved until the last connection ends.
+    pub lingering: Vec<IpAddr>,
 }
 
 impl RuleTable {
@@ -547,6 +559,61 @@ mod tests {
             protocol: Protocol::Tcp,
             addr: s.parse().unwrap(),
         }
+    }
+
+    /// As IPVS: a lower threshold above the upper one is refused, also
+    /// when there is no upper one.
+    #[test]
+    fn lower_threshold_needs_an_upper_one_above_it() {
+        let mut m = Model::new(1);
+        m.apply(&svc("198.19.0.100:80", "rr")).unwrap();
+        let with = |u, l| match dest("198.19.0.100:80", "198.18.1.11:8080", 1) {
+            Op::AddDest { service, mut dest } => {
+                dest.u_threshold = u;
+                dest.l_threshold = l;
+                Op::AddDest { service, dest }
+            }
+            _ => unreachable!(),
+        };
+        assert!(m.apply(&with(0, 5)).is_err());
+        assert!(m.apply(&with(4, 5)).is_err());
+        m.apply(&with(10, 5)).unwrap();
+    }
+
+    /// A `-Z` in a batch the daemon refuses zeroes nothing (the counters
+    /// live in state the running table shares); in one it accepts, it does.
+    #[test]
+    fn zero_in_a_refused_batch_changes_nothing() {
+        let mut m = Model::new(1);
+        m.apply(&svc("198.19.0.100:80", "rr")).unwrap();
+        m.apply(&dest("198.19.0.100:80", "198.18.1.11:8080", 1))
+            .unwrap();
+        let s = &m.services[0];
+        s.state.stats.shard(0).count_conn();
+        s.dests[0].state.stats.shard(0).count_conn();
+        let bases = |m: &Model| {
+            let s = &m.services[0];
+            let b = |x: &Mutex<Stats>| x.lock().unwrap().conns;
+            (b(&s.state.zero_base), b(&s.dests[0].state.zero_base))
+        };
+        let refused = Op::Batch {
+            ops: vec![
+                Op::Zero { service: None },
+                dest("198.19.0.199:80", "198.18.1.11:8080", 1),
+            ],
+        };
+        assert!(m.apply(&refused).is_err());
+        assert_eq!(bases(&m), (0, 0), "refused: nothing zeroed");
+        let accepted = Op::Batch {
+            ops: vec![
+                Op::Zero {
+                    service: Some(key("198.19.0.100:80")),
+                },
+                dest("198.19.0.100:80", "198.18.1.12:8080", 1),
+            ],
+        };
+        m.apply(&accepted).unwrap();
+        assert_eq!(bases(&m), (1, 1), "accepted: zeroed");
     }
 
     fn svc(s: &str, sched: &str) -> Op {
