@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use support::{
     count, curl_many, mac_of, Fwd, Lab, LabOptions, CLIENT_ADDR, CLIENT_ADDR6, DIRECTOR_EXT,
-    DIRECTOR_INT, DIRECTOR_INT6, VIP, VIP6,
+    DIRECTOR_INT, VIP, VIP6,
 };
 
 // ---------------------------------------------------------------------------
@@ -700,7 +700,6 @@ fn tun_wiring_without_lvsd() {
             .expect("the IPv6 reply through the tunnel");
         assert_eq!(from, vip6);
         assert_eq!(&buf[..n], format!("rs{i} hello6-{i}").as_bytes());
-        let _ = DIRECTOR_INT6;
     }
     for i in 1..=2 {
         let id = lab.tundecap(i).unwrap();

@@ -63,24 +63,29 @@ fn lab_with_lvsd_queues(name: &str, n: usize, queues: u32, config: &str) -> Lab 
     lab
 }
 
-/// Waits (bounded) until a request through the VIP succeeds, so the
-/// neighbour resolver has found the real servers.
-fn wait_resolved(lab: &Lab, _n: usize) {
+/// Waits (bounded) until the neighbour resolver has found `n` real servers
+/// and a request through the VIP succeeds, so no connection the test makes
+/// is scheduled to a server whose MAC address is not known yet.
+fn wait_resolved(lab: &Lab, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let out = lab.exec(
-            lab.ns("client"),
-            &["curl", "-s", "--max-time", "2", "http://198.19.0.100/"],
-        );
-        if out.status.success() && !out.stdout.is_empty() {
-            return;
+        let resolved = lab.daemon_stats().neighbors.resolved;
+        if resolved >= n as u64 {
+            let out = lab.exec(
+                lab.ns("client"),
+                &["curl", "-s", "--max-time", "2", "http://198.19.0.100/"],
+            );
+            if out.status.success() && !out.stdout.is_empty() {
+                return;
+            }
         }
         assert!(
             Instant::now() < deadline,
-            "no answer through the VIP within 10 s; lvsd log:\n{}",
+            "{resolved} of {n} real servers resolved, or no answer through the VIP, \
+             within 10 s; lvsd log:\n{}",
             lab.lvsd_log()
         );
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -107,8 +112,9 @@ fn curl_through_vip_splits_by_weight() {
         st.shards[0].rx_xdp_frames >= 400 * 5,
         "the AF_XDP sockets carried the connections: {st:?}"
     );
-    // The kernel's own AF_XDP drop counters are reported, and nothing was
-    // lost at this rate.
+    // The AF_XDP drop reasons are listed (the key is there whenever the
+    // backend is XDP; that the kernel's XDP_STATISTICS are read is a unit
+    // test's matter), and nothing was lost at this rate.
     assert_eq!(st.drops("xdp_ring_full"), 0, "{st:?}");
     assert!(st.shards[0].drops.contains_key("xdp_fill_empty"), "{st:?}");
     let list = lab.lvsadm_ok(&["-L", "-n"]);
@@ -343,15 +349,23 @@ fn stats_match_the_packets_sent(backend: &str, shards: usize) {
             s.recv_from(&mut buf).expect("UDP reply");
         }
     });
-    std::thread::sleep(Duration::from_millis(300));
-
-    let out = lab.lvsadm_ok(&["-L", "-n", "--stats", "--exact"]);
-    let tcp = stats_line(&out, "TCP  198.19.0.100:80");
-    let udp = stats_line(&out, "UDP  198.19.0.100:53");
-    let (tcp_out_p, tcp_out_b) = counters.read("tcp dport 80");
-    let (tcp_in_p, tcp_in_b) = counters.read("tcp sport 80");
-    let (udp_out_p, udp_out_b) = counters.read("udp dport 53");
-    let (udp_in_p, udp_in_b) = counters.read("udp sport 53");
+    // The last ACKs and FINs may still be on their way through a shard:
+    // read both sides until they agree (at most 5 s), then compare.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (out, tcp, udp, tcp_client, udp_client) = loop {
+        let out = lab.lvsadm_ok(&["-L", "-n", "--stats", "--exact"]);
+        let tcp = stats_line(&out, "TCP  198.19.0.100:80");
+        let udp = stats_line(&out, "UDP  198.19.0.100:53");
+        let tcp_client = (counters.read("tcp dport 80"), counters.read("tcp sport 80"));
+        let udp_client = (counters.read("udp dport 53"), counters.read("udp sport 53"));
+        let ((o_p, o_b), (i_p, i_b)) = tcp_client;
+        if tcp[1..] == [o_p, i_p, o_b, i_b] || Instant::now() >= deadline {
+            break (out, tcp, udp, tcp_client, udp_client);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let ((tcp_out_p, tcp_out_b), (tcp_in_p, tcp_in_b)) = tcp_client;
+    let ((udp_out_p, udp_out_b), (udp_in_p, udp_in_b)) = udp_client;
     assert_eq!(
         tcp,
         vec![40, tcp_out_p, tcp_in_p, tcp_out_b, tcp_in_b],
@@ -410,11 +424,10 @@ fn stats_match_the_packets_sent(backend: &str, shards: usize) {
             if zero == "-Z" {
                 lab.lvsadm_ok(&["-Z"]);
             } else {
-                let st = std::process::Command::new("sh")
-                    .args(["-c", &restore_zero])
-                    .status()
-                    .unwrap();
-                assert!(st.success(), "{restore_zero}: {st}");
+                let mut sh = std::process::Command::new("sh");
+                sh.args(["-c", &restore_zero]);
+                let out = support::run_bounded(sh, support::EXEC_TIMEOUT).unwrap();
+                assert!(out.status.success(), "{restore_zero}: {out:?}");
             }
             let out = lab.lvsadm_ok(&["-L", "-n", "--rate", "--exact"]);
             assert_eq!(
@@ -514,9 +527,29 @@ fn two_shards_share_the_load_on(backend: &str, queues: u32) {
     );
 }
 
+/// The `Conns` column (connections scheduled so far) of the line starting
+/// with `prefix` in `lvsadm -L -n --stats --exact`, 0 when there is none.
+fn conns_of(lab: &Lab, prefix: &str) -> u64 {
+    let out = lab.lvsadm_ok(&["-L", "-n", "--stats", "--exact"]);
+    if out.lines().any(|l| l.starts_with(prefix)) {
+        stats_line(&out, prefix)[0]
+    } else {
+        0
+    }
+}
+
+/// ESTABLISHED entries to real server `rip_port` in `lvsadm -L -c -n`.
+fn established_to(lab: &Lab, rip_port: &str) -> usize {
+    lab.lvsadm_ok(&["-L", "-c", "-n"])
+        .lines()
+        .filter(|l| l.contains("ESTABLISHED") && l.contains(rip_port))
+        .count()
+}
+
 /// Weight changes, an added and a removed real server, all under load: no
-/// request fails, long-lived connections to the removed server carry on, and
-/// the added server takes new connections.
+/// request fails, the load goes on through every step, long-lived
+/// connections to the removed server carry on, the added server takes new
+/// connections and a server set to weight 0 takes none.
 #[test]
 fn changes_under_load_break_no_connection() {
     if !Lab::skip_unless_root() {
@@ -533,79 +566,109 @@ fn changes_under_load_break_no_connection() {
     wait_resolved(&lab, 2);
     lab.lvsadm_ok(&["-Z"]);
     let client = lab.ns("client");
-    let (keepalive, closing) = std::thread::scope(|s| {
-        // Long-lived keep-alive connections, and a new connection per request.
-        let k = s.spawn(|| {
-            lab.exec_timeout(
-                client,
+    const SERVICE: &str = "TCP  198.19.0.100:80";
+    const RS1: &str = "198.18.1.11:8080";
+    const RS2: &str = "  -> 198.18.1.12:8080";
+    const RS3: &str = "  -> 198.18.1.13:8080";
+    let (keepalive, closing, rs1_held, rs1_kept, (rs2_at_w0, rs3_at_w0)) =
+        std::thread::scope(|s| {
+            // Long-lived keep-alive connections, and a new connection per
+            // request.
+            let k = s.spawn(|| {
+                lab.exec_timeout(
+                    client,
+                    &[
+                        "wrk",
+                        "-t1",
+                        "-c8",
+                        "-d9s",
+                        "--timeout",
+                        "3s",
+                        "http://198.19.0.100/",
+                    ],
+                    Duration::from_secs(30),
+                )
+            });
+            let c = s.spawn(|| {
+                lab.exec_timeout(
+                    client,
+                    &[
+                        "wrk",
+                        "-t1",
+                        "-c4",
+                        "-d9s",
+                        "--timeout",
+                        "3s",
+                        "-H",
+                        "Connection: close",
+                        "http://198.19.0.100/",
+                    ],
+                    Duration::from_secs(30),
+                )
+            });
+            let steps: [&[&str]; 4] = [
                 &[
-                    "wrk",
-                    "-t1",
-                    "-c8",
-                    "-d8s",
-                    "--timeout",
-                    "3s",
-                    "http://198.19.0.100/",
+                    "-e",
+                    "-t",
+                    "198.19.0.100:80",
+                    "-r",
+                    "198.18.1.11:8080",
+                    "-m",
+                    "-w",
+                    "5",
                 ],
-                Duration::from_secs(30),
+                &[
+                    "-a",
+                    "-t",
+                    "198.19.0.100:80",
+                    "-r",
+                    "198.18.1.13:8080",
+                    "-m",
+                    "-w",
+                    "2",
+                ],
+                &["-d", "-t", "198.19.0.100:80", "-r", "198.18.1.11:8080"],
+                &[
+                    "-e",
+                    "-t",
+                    "198.19.0.100:80",
+                    "-r",
+                    "198.18.1.12:8080",
+                    "-m",
+                    "-w",
+                    "0",
+                ],
+            ];
+            let mut conns = conns_of(&lab, SERVICE);
+            let (mut rs1_held, mut rs1_kept) = (0, 0);
+            for (i, step) in steps.iter().enumerate() {
+                std::thread::sleep(Duration::from_millis(1500));
+                // New connections were made in the window before each step.
+                let now = conns_of(&lab, SERVICE);
+                assert!(now > conns, "no new connection before step {}", i + 1);
+                conns = now;
+                match i {
+                    // rs1 holds connections (the keep-alive ones among
+                    // them) when it is removed ...
+                    2 => rs1_held = established_to(&lab, RS1),
+                    // ... and still holds them 1.5 s after it is gone.
+                    3 => rs1_kept = established_to(&lab, RS1),
+                    _ => {}
+                }
+                lab.lvsadm_ok(step);
+            }
+            // rs2 at weight 0 from here on: a moment for the shards to take
+            // the new table, then its count of connections must stay.
+            std::thread::sleep(Duration::from_millis(300));
+            let at_w0 = (conns_of(&lab, RS2), conns_of(&lab, RS3));
+            (
+                k.join().unwrap(),
+                c.join().unwrap(),
+                rs1_held,
+                rs1_kept,
+                at_w0,
             )
         });
-        let c = s.spawn(|| {
-            lab.exec_timeout(
-                client,
-                &[
-                    "wrk",
-                    "-t1",
-                    "-c4",
-                    "-d8s",
-                    "--timeout",
-                    "3s",
-                    "-H",
-                    "Connection: close",
-                    "http://198.19.0.100/",
-                ],
-                Duration::from_secs(30),
-            )
-        });
-        let steps: [&[&str]; 4] = [
-            &[
-                "-e",
-                "-t",
-                "198.19.0.100:80",
-                "-r",
-                "198.18.1.11:8080",
-                "-m",
-                "-w",
-                "5",
-            ],
-            &[
-                "-a",
-                "-t",
-                "198.19.0.100:80",
-                "-r",
-                "198.18.1.13:8080",
-                "-m",
-                "-w",
-                "2",
-            ],
-            &["-d", "-t", "198.19.0.100:80", "-r", "198.18.1.11:8080"],
-            &[
-                "-e",
-                "-t",
-                "198.19.0.100:80",
-                "-r",
-                "198.18.1.12:8080",
-                "-m",
-                "-w",
-                "0",
-            ],
-        ];
-        for step in steps {
-            std::thread::sleep(Duration::from_millis(1500));
-            lab.lvsadm_ok(step);
-        }
-        (k.join().unwrap(), c.join().unwrap())
-    });
     for (name, out) in [("keep-alive", &keepalive), ("new-connection", &closing)] {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "wrk ({name}) failed: {text}");
@@ -623,15 +686,27 @@ fn changes_under_load_break_no_connection() {
             .and_then(|l| l.split_whitespace().next())
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
-        assert!(
-            requests > 100,
-            "wrk ({name}) made only {requests} requests:\n{text}"
-        );
+        assert!(requests > 0, "wrk ({name}) made no request:\n{text}");
     }
+    assert!(
+        rs1_held > 0,
+        "rs1 held no established connection when it was removed"
+    );
+    assert!(
+        rs1_kept > 0,
+        "rs1's {rs1_held} established connections were dropped with it"
+    );
     let out = lab.lvsadm_ok(&["-L", "-n", "--stats", "--exact"]);
-    assert!(!out.contains("198.18.1.11:8080"), "rs1 was removed: {out}");
-    let rs3 = stats_line(&out, "  -> 198.18.1.13:8080");
-    assert!(rs3[0] > 0, "the added server took new connections: {out}");
+    assert!(!out.contains(RS1), "rs1 was removed: {out}");
+    let (rs2, rs3) = (stats_line(&out, RS2)[0], stats_line(&out, RS3)[0]);
+    assert_eq!(
+        rs2, rs2_at_w0,
+        "rs2 took new connections at weight 0: {out}"
+    );
+    assert!(
+        rs3_at_w0 > 0 && rs3 > rs3_at_w0,
+        "the added server took new connections (at rs2's weight 0: {rs3_at_w0}): {out}"
+    );
     let st = lab.daemon_stats();
     assert_eq!(st.shards.len(), 2, "{st:?}");
     assert_eq!(st.drops("no_conn"), 0, "{st:?}");
@@ -683,37 +758,322 @@ fn path_mtu_through_nat() {
         let lab = Lab::nat(&format!("pmtu{}", &backend[..1]), 1).expect("building the lab");
         lab.spawn_testsrv(1, Some(8080), Some(5353))
             .expect("real server");
-        lab.set_mtu("director", "ext0", 1000).unwrap();
-        lab.set_mtu("client", "eth0", 1000).unwrap();
-        lab.ip_ok(
-            "client",
-            "route change 198.19.0.0/16 via 198.18.0.1 advmss 1460",
-        )
-        .unwrap();
+        narrow_client_link(&lab);
         lab.start_lvsd(&nat_config(backend, 1, "rr", &[1]))
             .expect("lvsd");
         wait_resolved(&lab, 1);
-        let out = lab.exec(
-            lab.ns("client"),
-            &[
-                "curl",
-                "-sS",
-                "--max-time",
-                "15",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{size_download}",
-                "http://198.19.0.100/bytes/200000",
-            ],
+        assert_downloads(&lab, 200_000, 15, backend);
+    }
+}
+
+/// The client's link (and the director's end of it) at a 1000-byte MTU,
+/// while the client advertises an MSS for 1500, as a client behind a
+/// tunnel may.
+fn narrow_client_link(lab: &Lab) {
+    lab.set_mtu("director", "ext0", 1000).unwrap();
+    lab.set_mtu("client", "eth0", 1000).unwrap();
+    lab.ip_ok(
+        "client",
+        "route change 198.19.0.0/16 via 198.18.0.1 advmss 1460",
+    )
+    .unwrap();
+}
+
+/// Downloads `bytes` through the VIP with curl (at most `secs`) and checks
+/// every byte came; `what` names the case in the failure.
+fn assert_downloads(lab: &Lab, bytes: usize, secs: u32, what: &str) {
+    let out = lab.exec(
+        lab.ns("client"),
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            &secs.to_string(),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            &format!("http://198.19.0.100/bytes/{bytes}"),
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        bytes.to_string(),
+        "{what}: {}; {:?}",
+        String::from_utf8_lossy(&out.stderr),
+        lab.daemon_stats()
+    );
+}
+
+/// Offloads left on (the kernel's defaults on veth: TSO, GSO, checksum
+/// offload), the packet backend: the real server's and the client's
+/// kernels hand lvsd TCP super-frames of up to 64 kB with partial
+/// checksums, which lvsd rewrites once and the kernel segments on the way
+/// out. A 4 MB download and a 2 MB upload through NAT arrive whole, and no
+/// frame is dropped as truncated or too big.
+#[test]
+fn nat_with_offloads_on() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = Lab::nat_with_offloads("offload", 1).expect("building the lab");
+    lab.spawn_testsrv(1, Some(8080), None).expect("real server");
+    let tso = lab.exec_ok("rs1", &["ethtool", "-k", "eth0"]).unwrap();
+    assert!(
+        tso.contains("tcp-segmentation-offload: on"),
+        "TSO is off on rs1's eth0:\n{tso}"
+    );
+    lab.start_lvsd(&nat_config("packet", 1, "rr", &[1]))
+        .expect("lvsd");
+    wait_resolved(&lab, 1);
+    const DOWN: usize = 4 << 20;
+    const UP: usize = 2 << 20;
+    assert_downloads(&lab, DOWN, 20, "download");
+    let upload = lab.dir.join("upload.bin");
+    std::fs::write(&upload, vec![b'u'; UP]).unwrap();
+    let head = lab.exec(
+        lab.ns("client"),
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "20",
+            "-T",
+            upload.to_str().unwrap(),
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "http://198.19.0.100/",
+        ],
+    );
+    let text = String::from_utf8_lossy(&head.stdout);
+    assert!(
+        text.contains(&format!("X-Received: {UP}")),
+        "upload: {text}{}; {:?}",
+        String::from_utf8_lossy(&head.stderr),
+        lab.daemon_stats()
+    );
+    let st = lab.daemon_stats();
+    assert!(st.backend.starts_with("packet"), "{st:?}");
+    for reason in ["truncated", "too_big", "malformed", "bad_checksum"] {
+        assert_eq!(st.drops(reason), 0, "{reason}: {st:?}");
+    }
+    // Super-frames did reach lvsd: frames larger than the 1500-byte MTU on
+    // average.
+    let (frames, bytes) = st
+        .shards
+        .iter()
+        .fold((0, 0), |(f, b), s| (f + s.rx_frames, b + s.rx_bytes));
+    assert!(
+        frames > 0 && bytes / frames > 1514,
+        "{bytes} bytes in {frames} frames: no super-frames; {st:?}"
+    );
+}
+
+/// `lvsadm --set` applies: with a 3 s UDP timeout a UDP connection leaves
+/// the connection table (`lvsadm -L -c -n`) a few seconds after its last
+/// datagram, where the default (300 s) would keep it for minutes.
+#[test]
+fn set_udp_timeout_expires_entries() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = lab_with_lvsd("udptmo", 1, &nat_config("packet", 1, "rr", &[1]));
+    lab.lvsadm_ok(&["--set", "900", "120", "3"]);
+    let shown = lab.lvsadm_ok(&["-L", "--timeout"]);
+    assert!(shown.contains("900 120 3"), "{shown}");
+    let port = lab.in_ns(lab.ns("client"), || {
+        let s = UdpSocket::bind("198.18.0.2:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.send_to(b"once", "198.19.0.100:53").unwrap();
+        let mut buf = [0u8; 256];
+        s.recv_from(&mut buf).expect("a UDP reply");
+        s.local_addr().unwrap().port()
+    });
+    let sent = Instant::now();
+    let entry = format!("198.18.0.2:{port}");
+    let listed = |lab: &Lab| {
+        lab.lvsadm_ok(&["-L", "-c", "-n"])
+            .lines()
+            .any(|l| l.starts_with("UDP") && l.contains(&entry))
+    };
+    assert!(listed(&lab), "{}", lab.lvsadm_ok(&["-L", "-c", "-n"]));
+    let deadline = sent + Duration::from_secs(12);
+    while listed(&lab) {
+        assert!(
+            Instant::now() < deadline,
+            "the UDP entry is still there 12 s after its datagram: {}",
+            lab.lvsadm_ok(&["-L", "-c", "-n"])
         );
-        let got = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(
-            got,
-            "200000",
-            "{backend}: {}; {:?}",
-            String::from_utf8_lossy(&out.stderr),
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let gone_after = sent.elapsed();
+    assert!(
+        gone_after >= Duration::from_millis(2500),
+        "gone after {gone_after:?}, before its 3 s timeout"
+    );
+}
+
+/// Sends `msg` from `sock` to VIP:53 and returns the reply, or None when
+/// none comes within 2 s.
+fn udp_ask(sock: &UdpSocket, msg: &str) -> Option<String> {
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    sock.send_to(msg.as_bytes(), "198.19.0.100:53").unwrap();
+    let mut buf = [0u8; 256];
+    let (n, _) = sock.recv_from(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// A real server removed while a connection to it lasts keeps its
+/// neighbour entry: after rs1 is removed and rs2 added (whose resolution
+/// republishes the neighbour table), the client's UDP flow to rs1 still
+/// gets its answers from rs1 (lvsd used to forget rs1's MAC and drop them
+/// as no_neighbor).
+#[test]
+fn a_removed_server_keeps_its_connections_reachable() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    // rs2 serves, but only rs1 is in the rules at first.
+    let lab = Lab::nat("linger", 2).expect("building the lab");
+    for i in 1..=2 {
+        lab.spawn_testsrv(i, Some(8080), Some(5353))
+            .expect("real server");
+    }
+    lab.start_lvsd(&nat_config("xdp", 1, "rr", &[1]))
+        .expect("starting lvsd");
+    wait_resolved(&lab, 1);
+    let client = lab.ns("client");
+    let sock = lab.in_ns(client, || UdpSocket::bind("198.18.0.2:0").expect("bind"));
+    let first = lab.in_ns(client, || udp_ask(&sock, "a"));
+    assert_eq!(first.as_deref(), Some("rs1 a"), "{}", lab.lvsd_log());
+    let replies = lab.daemon_stats().neighbors.replies;
+    // rs1 leaves both services (the TCP one would keep its address wanted).
+    lab.lvsadm_ok(&["-d", "-u", "198.19.0.100:53", "-r", "198.18.1.11:5353"]);
+    lab.lvsadm_ok(&["-d", "-t", "198.19.0.100:80", "-r", "198.18.1.11:8080"]);
+    lab.lvsadm_ok(&[
+        "-a",
+        "-u",
+        "198.19.0.100:53",
+        "-r",
+        "198.18.1.12:5353",
+        "-m",
+    ]);
+    // Bounded: rs2 resolves within a few ARP rounds.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lab.daemon_stats().neighbors.replies == replies {
+        assert!(
+            Instant::now() < deadline,
+            "rs2 never resolved: {:?}",
             lab.daemon_stats()
         );
+        std::thread::sleep(Duration::from_millis(100));
     }
+    std::thread::sleep(Duration::from_millis(300));
+    let again = lab.in_ns(client, || udp_ask(&sock, "b"));
+    let st = lab.daemon_stats();
+    assert_eq!(again.as_deref(), Some("rs1 b"), "{st:?}");
+    assert_eq!(st.drops("no_neighbor"), 0, "{st:?}");
+}
+
+/// With two shards, an ICMP error about a connection reaches the shard that
+/// holds it. The client's kernel answers replies to a port it has closed
+/// with "port unreachable" to the VIP, about the VIP's datagram to it;
+/// lvsd translates it on to the real server. The fanout program used to
+/// hash such an error by its own addresses and ICMP type, so about half
+/// went to the other shard and were dropped as no_conn.
+#[test]
+fn icmp_errors_reach_their_connections_shard() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = lab_with_lvsd("icmp2", 1, &nat_config("packet", 2, "rr", &[1]));
+    let client = lab.ns("client");
+    // The client's kernel would send 6 errors to the VIP, then one a second.
+    lab.exec_ok(client, &["sysctl", "-qw", "net.ipv4.icmp_ratelimit=0"])
+        .unwrap();
+    let before = lab.daemon_stats();
+    let sent = lab.in_ns(client, || {
+        for i in 0..24 {
+            let s = UdpSocket::bind("198.18.0.2:0").expect("bind");
+            s.send_to(format!("gone{i}").as_bytes(), "198.19.0.100:53")
+                .unwrap();
+            // Closed before rs1's answer comes back.
+        }
+        24
+    });
+    // Bounded: the answers and the errors about them come within a second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let forwarded = loop {
+        let st = lab.daemon_stats();
+        let icmp_in = st.shards.iter().map(|s| s.rx_frames).sum::<u64>()
+            - before.shards.iter().map(|s| s.rx_frames).sum::<u64>();
+        // Each exchange: datagram, answer, error (3 frames).
+        if icmp_in >= 3 * sent || Instant::now() >= deadline {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        forwarded.drops("no_conn") - before.drops("no_conn"),
+        0,
+        "{forwarded:?}"
+    );
+    // Both shards held connections (else the test shows nothing).
+    assert!(
+        forwarded.shards.iter().all(|s| s.rx_frames > 0),
+        "{forwarded:?}"
+    );
+}
+
+/// A lowered MTU is taken up while lvsd runs: the director's ext0 and the
+/// client's link go to 1000 bytes after lvsd started; lvsd's "fragmentation
+/// needed" to the real server follows the new MTU and a 200 kB download
+/// completes (with the MTU read only at start, the full-size segments went
+/// out regardless and were lost).
+#[test]
+fn a_lowered_mtu_is_taken_up() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = lab_with_lvsd("mtu", 1, &nat_config("xdp", 1, "rr", &[1]));
+    narrow_client_link(&lab);
+    // Bounded: lvsd re-reads its interfaces every 2 s and says so.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lab.lvsd_log().contains("ext0: MTU 1500 now 1000") {
+        assert!(Instant::now() < deadline, "{}", lab.lvsd_log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_downloads(&lab, 200_000, 15, "after the MTU change");
+}
+
+/// With more than one shard the shards' sockets see only lvsd's
+/// interfaces: traffic on the director's loopback is not copied to them
+/// (it was, and counted as received and passed).
+#[test]
+fn shards_see_only_lvsd_interfaces() {
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let lab = lab_with_lvsd("lo", 1, &nat_config("packet", 2, "rr", &[1]));
+    let rx = |lab: &Lab| {
+        lab.daemon_stats()
+            .shards
+            .iter()
+            .map(|s| s.rx_frames)
+            .sum::<u64>()
+    };
+    let before = rx(&lab);
+    lab.in_ns(lab.ns("director"), || {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        for _ in 0..200 {
+            s.send_to(b"x", "127.0.0.1:9").unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let seen = rx(&lab) - before;
+    // At least 200 frames crossed lo; a few ARP or neighbour frames may
+    // cross lvsd's own interfaces meanwhile.
+    assert!(seen < 20, "{seen} frames reached the shards");
 }

@@ -5,13 +5,14 @@ use lvsd_proto::{
     read_message, write_message, DestInfo, DestSpec, ErrorKind, Method, Op, Protocol, Rates,
     Request, Response, ServiceInfo, ServiceKey, ServiceSpec, Snapshot, Stats,
 };
-use std::io::{BufReader, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// A fresh directory, removed when dropped.
 struct TempDir(PathBuf);
@@ -36,13 +37,36 @@ impl Drop for TempDir {
     }
 }
 
+/// How long the fake daemon waits for lvsadm to connect or to send, and how
+/// long lvsadm may run.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Listens on `dir/lvsd.sock`; answers one connection with `answers`, one
-/// per request, and hands back the requests it got.
+/// per request, and hands back the requests it got. Bounded: it panics (and
+/// so does `join()` on its handle) if lvsadm does not connect, or does not
+/// send a request, within [`TIMEOUT`].
 fn fake_lvsd(dir: &Path, answers: Vec<Response>) -> (PathBuf, JoinHandle<Vec<Request>>) {
     let path = dir.join("lvsd.sock");
     let listener = UnixListener::bind(&path).unwrap();
+    listener.set_nonblocking(true).unwrap();
     let handle = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        let stream = loop {
+            match listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "lvsadm did not connect within {TIMEOUT:?}"
+                    );
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
         let mut writer = stream.try_clone().unwrap();
         let mut reader = BufReader::new(stream);
         let mut got = Vec::new();
@@ -67,13 +91,48 @@ fn lvsadm(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    // Bounded: the pipes are read on their own threads, and lvsadm is
+    // killed if it runs longer than TIMEOUT.
+    let pipe = |p: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = p {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = pipe(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = pipe(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    // lvsadm may exit without reading its input (a broken pipe is fine).
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("lvsadm {args:?} still running after {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -96,6 +155,7 @@ fn snapshot() -> Snapshot {
             u_threshold: 0,
             l_threshold: 0,
         },
+        configured: None,
         active_conns: active,
         inact_conns: inact,
         persist_conns: 0,
@@ -143,7 +203,7 @@ TCP  198.19.0.100:80 wrr
 }
 
 #[test]
-fn refused_add_prints_ipvsadm_message_and_exits_1() {
+fn refused_add_prints_ipvsadm_message_and_exits_255() {
     let dir = TempDir::new();
     let (sock, server) = fake_lvsd(
         dir.path(),

@@ -1204,6 +1204,134 @@ fn partial_checksum_follows_the_new_addresses() {
     }
 }
 
+/// The MSS of the GSO super-frames below, and their TCP payload: 20 kB,
+/// about 14 segments' worth, far above every interface's MTU.
+const GSO_MSS: u16 = 1448;
+const GSO_PAYLOAD: usize = 20_000;
+
+/// Marks `f` (a TCP/IPv4 frame, its checksum complete) as the kernel hands
+/// over a TCP super-frame with offloads on: a partial checksum as
+/// [`make_partial`], plus `gso_type` TCPV4, `gso_size` [`GSO_MSS`] and
+/// `hdr_len` the Ethernet, IPv4 and TCP headers; DF set, as TCP sends.
+fn make_gso(f: Vec<u8>) -> Vec<u8> {
+    let mut f = make_partial(edit_ip(f, |ip| ip.set_dont_frag(true)));
+    let mut v = VnetHeader::new_unchecked(&mut f[..L2]);
+    v.set_gso_type(vnet::GSO_TCPV4);
+    v.set_gso_size(GSO_MSS);
+    v.set_hdr_len(u16::try_from(L4 + tcp::HEADER_LEN - L2).unwrap());
+    f
+}
+
+/// `p` carrying the super-frames' payload (bytes that vary, so a checksum
+/// or copy slip shows).
+fn with_gso_payload(p: Pkt) -> Pkt {
+    Pkt {
+        payload: (0..GSO_PAYLOAD)
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect(),
+        ..p
+    }
+}
+
+/// GSO super-frames (offloads left on: the kernel hands a packet socket a
+/// TCP segment of up to 64 kB with a partial checksum, and segments it on
+/// the way out). NAT rewrites one once, both ways: byte for byte the frame
+/// built with the new addresses, the virtio-net header kept (so the kernel
+/// still segments and finishes the checksum), the partial checksum over
+/// the new addresses. The MTU check does not apply to a super-frame (its
+/// segments fit), also where the next link is smaller than the frame and
+/// DF is set. A tunnel cannot carry one: dropped as too_big, untouched.
+#[test]
+fn gso_super_frames() {
+    let request = tcp_l4(flag::PSH | flag::ACK, 1001, 5001);
+    let reply = tcp_l4(
+        flag::PSH | flag::ACK,
+        5001,
+        1001 + u32::try_from(GSO_PAYLOAD).unwrap(),
+    );
+    struct GsoCase {
+        description: &'static str,
+        /// The MTU of the interface the frame leaves by.
+        out_mtu: u32,
+        iface: u16,
+        input: Pkt,
+        verdict: Verdict,
+        want: Pkt,
+    }
+    let mut cases = Vec::new();
+    for out_mtu in [1500, 1000] {
+        cases.push(GsoCase {
+            description: "NAT super-frame client -> VIP",
+            out_mtu,
+            iface: EXT,
+            input: with_gso_payload(from_client(HTTP, request.clone())),
+            verdict: Verdict::Forward { iface: INT },
+            want: with_gso_payload(to_rs(HTTP_R, request.clone())),
+        });
+        cases.push(GsoCase {
+            description: "NAT super-frame RS -> client",
+            out_mtu,
+            iface: INT,
+            input: with_gso_payload(from_rs(HTTP_R, reply.clone())),
+            verdict: Verdict::Forward { iface: EXT },
+            want: with_gso_payload(to_client(HTTP, reply.clone())),
+        });
+    }
+    for case in cases {
+        let desc = format!("{} (next link MTU {})", case.description, case.out_mtu);
+        let mut lab = Lab::new();
+        open_http(&mut lab);
+        let out_slot = match case.verdict {
+            Verdict::Forward { iface } => usize::from(iface),
+            _ => unreachable!(),
+        };
+        lab.ifaces.list[out_slot].mtu = case.out_mtu;
+        let input = make_gso(case.input.frame());
+        assert!(input.len() - L2 > 10_000, "{desc}: a super-frame");
+        let mut f = input.clone();
+        assert_eq!(lab.process(case.iface, &mut f), case.verdict, "{desc}");
+        assert!(lab.inside, "{desc}: frame left its buffer");
+        // Byte for byte: the frame built with the new addresses, marked as
+        // the kernel marks a super-frame (its partial checksum computed
+        // from scratch over the new addresses), the vnet header as it came.
+        let want = make_gso(case.want.frame());
+        assert_eq!(&want[..L2], &input[..L2], "{desc}: same vnet header");
+        assert_frame_eq(&desc, &f, &want);
+        // Finished as the kernel would, every checksum is right.
+        finish_partial(&mut f);
+        assert_checksums(&desc, &f);
+        // Counted once, with its whole length.
+        let stats = lab.service_stats(tcp_key(HTTP));
+        let len = (20 + tcp::HEADER_LEN + GSO_PAYLOAD) as u64;
+        let syn_len = (20 + tcp::HEADER_LEN) as u64;
+        let counted = if case.iface == EXT {
+            (stats.inpkts, stats.inbytes)
+        } else {
+            (stats.outpkts, stats.outbytes)
+        };
+        let want_counted = if case.iface == EXT {
+            (2, syn_len + len)
+        } else {
+            (1, len)
+        };
+        assert_eq!(counted, want_counted, "{desc}: (packets, bytes) counted");
+    }
+
+    // A tunnel: the kernel cannot segment a super-frame inside IP-in-IP
+    // written to a packet socket.
+    let mut lab = busy_lab();
+    let mut f = from_client(TUN_PORT, syn()).frame();
+    assert_eq!(lab.process(EXT, &mut f), Verdict::Forward { iface: INT });
+    let input = make_gso(with_gso_payload(from_client(TUN_PORT, request.clone())).frame());
+    let mut f = input.clone();
+    assert_eq!(
+        lab.process(EXT, &mut f),
+        Verdict::Drop(DropReason::TooBig),
+        "TUN super-frame"
+    );
+    assert_frame_eq("TUN super-frame", &f, &input);
+}
+
 /// A frame from an AF_XDP socket has no virtio-net header, only room for
 /// one: `process_bare` must not read it (here it holds bytes that would
 /// say "partial checksum, GSO super-frame"), must forward exactly what
@@ -3033,4 +3161,27 @@ fn v6_refusals() {
         }
     );
     assert_frame_eq("no destination", &f, &answer(&sent, (1, 4)));
+}
+
+/// A local-node packet whose transport checksum the sender left to the
+/// hardware (NEEDS_CSUM, as GRO and virtual peers hand them over) leaves
+/// for the director's stack with the checksum finished: the TUN it goes
+/// through has no offloads, and the stack would drop it as corrupt. A
+/// short frame's Ethernet padding is not summed.
+#[test]
+fn local_node_packets_get_their_checksum_finished() {
+    for payload in [Vec::new(), b"GET / HTTP/1.0\r\n\r\n".to_vec()] {
+        let mut lab = busy_lab();
+        let sent = Pkt {
+            payload: payload.clone(),
+            ..from_client(LOCAL_PORT, syn())
+        }
+        .frame();
+        let mut f = make_partial(sent.clone());
+        // Padding after a short packet, as a frame below 60 bytes has.
+        f.extend_from_slice(&[0xee; 6]);
+        assert_eq!(lab.process(EXT, &mut f), Verdict::Local);
+        assert_eq!(f, l3(&sent).to_vec(), "the packet with its full checksum");
+        assert_ip_checks("local node", &f);
+    }
 }

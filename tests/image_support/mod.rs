@@ -59,9 +59,17 @@ pub fn repo() -> PathBuf {
 /// Whether the image tests can run here: root (namespaces, taps), then qemu
 /// and OVMF (installed by image/build.sh --with-test-deps when missing).
 /// Prints why not and returns false, or panics when [`REQUIRE_ENV`] says
-/// the tests must run.
+/// the tests must run. [`SKIP_ENV`] skips them, but not together with
+/// [`REQUIRE_ENV`] (a run that must run everything would pass without
+/// them): that is a failure saying to set `LVS_REQUIRE_NETNS=0`.
 pub fn ready() -> bool {
-    if std::env::var(SKIP_ENV).is_ok_and(|v| !v.is_empty() && v != "0") {
+    let set = |var: &str| std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "0");
+    if set(SKIP_ENV) {
+        assert!(
+            !set(REQUIRE_ENV),
+            "both {SKIP_ENV} and {REQUIRE_ENV} are set: the image tests are required here; \
+             to skip them, set {REQUIRE_ENV}=0 as well"
+        );
         println!("skipped: {SKIP_ENV} is set");
         return false;
     }
@@ -252,7 +260,9 @@ impl Drop for Net {
         }
         // Anything else still in the namespaces was started by this test.
         for ns in &self.made {
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+            let mut pids = Command::new("ip");
+            pids.args(["netns", "pids", ns]);
+            if let Ok(out) = run_bounded(pids, SETUP_TIMEOUT) {
                 for pid in String::from_utf8_lossy(&out.stdout)
                     .lines()
                     .filter_map(|l| l.trim().parse::<i32>().ok())

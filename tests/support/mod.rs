@@ -15,7 +15,8 @@
 //! not forward: only lvsd moves packets between its two sides.
 //!
 //! Each namespace has IPv6 off (no ND/MLD noise in frame counts) and
-//! `ip_forward=0`; every veth end has its offloads off; the bridge has a
+//! `ip_forward=0`; every veth end has its offloads off (except in
+//! [`Lab::nat_with_offloads`]); the bridge has a
 //! static FDB entry for every MAC behind it. The interface holding an IPv4
 //! address `a.b.c.d` has the MAC `02:00:a:b:c:d` (hex, see [`mac_of`]); its
 //! bridge-side peer has `02:01:a:b:c:d`.
@@ -147,6 +148,8 @@ pub const TUN_DEV: &str = "lvstun0";
 pub const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a setup command (`ip`, `ethtool`, ...) may take.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one request on lvsd's admin socket may take to write or answer.
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stopped process gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Where `ip netns` keeps its namespaces.
@@ -227,6 +230,8 @@ pub struct Lab {
     client_lan: bool,
     /// The `lvs-tundecap` of each TUN real server, by index.
     tundecaps: BTreeMap<usize, ProcId>,
+    /// Offloads left on ([`Lab::nat_with_offloads`]).
+    offloads: bool,
 }
 
 impl Lab {
@@ -261,6 +266,21 @@ impl Lab {
         }
     }
 
+    /// A test that cannot run here for a reason other than root or
+    /// namespaces (a kernel feature, a host group): prints `skipped: <test>:
+    /// <why>` and returns, so the caller returns early; with [`REQUIRE_ENV`]
+    /// set (CI, tests/run.sh as root) it panics instead, since there the
+    /// environment is expected to have it.
+    pub fn require_or_skip(why: &str) {
+        let test = thread::current().name().unwrap_or("?").to_owned();
+        let required = std::env::var(REQUIRE_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
+        assert!(
+            !required,
+            "{REQUIRE_ENV} is set but {test} cannot run: {why}"
+        );
+        println!("skipped: {test}: {why}");
+    }
+
     /// Builds the NAT topology with `real_servers` real servers (rs1..rsN).
     /// `name` (a short test name) goes into the namespace names.
     pub fn nat(name: &str, real_servers: usize) -> Result<Lab> {
@@ -268,6 +288,19 @@ impl Lab {
             return Err(format!("real_servers must be 1..=200, not {real_servers}").into());
         }
         Lab::make(name, vec![Fwd::Nat; real_servers], false, false, 1)
+    }
+
+    /// [`Lab::nat`] with every veth's offloads left on (TSO, GSO, GRO,
+    /// checksum offload: the kernel's defaults), so the director's packet
+    /// sockets see TCP super-frames with partial checksums.
+    pub fn nat_with_offloads(name: &str, real_servers: usize) -> Result<Lab> {
+        if !(1..=200).contains(&real_servers) {
+            return Err(format!("real_servers must be 1..=200, not {real_servers}").into());
+        }
+        let mut lab = Lab::new_unbuilt(name, vec![Fwd::Nat; real_servers], false, false)?;
+        lab.offloads = true;
+        lab.build_topology(1)?;
+        Ok(lab)
     }
 
     /// [`Lab::nat`] with `queues` transmit and receive queues on every veth
@@ -300,6 +333,14 @@ impl Lab {
         client_lan: bool,
         queues: u32,
     ) -> Result<Lab> {
+        let mut lab = Lab::new_unbuilt(name, methods, ipv6, client_lan)?;
+        // From here on an error drops `lab`, which undoes what was made.
+        lab.build_topology(queues)?;
+        Ok(lab)
+    }
+
+    /// The lab's name, directory and bookkeeping, before any namespace.
+    fn new_unbuilt(name: &str, methods: Vec<Fwd>, ipv6: bool, client_lan: bool) -> Result<Lab> {
         let real_servers = methods.len();
         let short: String = name
             .chars()
@@ -318,7 +359,7 @@ impl Lab {
             dir = Path::new("/tmp").join(&prefix);
         }
         fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let mut lab = Lab {
+        let lab = Lab {
             socket: Mutex::new(dir.join("lvsd.sock")),
             dir,
             prefix,
@@ -332,9 +373,8 @@ impl Lab {
             ipv6,
             client_lan,
             tundecaps: BTreeMap::new(),
+            offloads: false,
         };
-        // From here on an error drops `lab`, which undoes what was made.
-        lab.build_topology(queues)?;
         Ok(lab)
     }
 
@@ -396,9 +436,11 @@ impl Lab {
             let peer = format!("peer name {b_if} {q} address {b_mac} netns {b_netns}");
             self.ip(a_ns, &format!("{add} {peer}"))?;
             for (ns, ifname, addr) in [(a_ns, a_if, Some(a_addr)), (b_ns, b_if, b_addr)] {
-                let offloads =
-                    format!("ethtool -K {ifname} tso off gso off gro off tx off rx off sg off");
-                setup(self.ns_cmd(ns, &words(&offloads)))?;
+                if !self.offloads {
+                    let offloads =
+                        format!("ethtool -K {ifname} tso off gso off gro off tx off rx off sg off");
+                    setup(self.ns_cmd(ns, &words(&offloads)))?;
+                }
                 if let Some(addr) = addr {
                     self.ip(ns, &format!("addr add {addr}/24 dev {ifname}"))?;
                     if v6 {
@@ -893,14 +935,27 @@ impl Lab {
 
     /// lvsd's own counters (`Op::DaemonStats`), straight from the admin
     /// socket.
+    /// Bounded: a read or write that takes longer than [`ADMIN_TIMEOUT`]
+    /// panics with lvsd's log.
     pub fn daemon_stats(&self) -> lvsd_proto::DaemonStats {
-        let s = UnixStream::connect(self.socket_path()).expect("lvsd's admin socket");
-        let mut w = s.try_clone().expect("cloning the admin socket");
+        let fail = |what: &str, e: &dyn std::fmt::Display| -> ! {
+            panic!("{what}: {e}; lvsd log:\n{}", self.lvsd_log())
+        };
+        let s = UnixStream::connect(self.socket_path())
+            .unwrap_or_else(|e| fail("connecting to lvsd's admin socket", &e));
+        s.set_read_timeout(Some(ADMIN_TIMEOUT))
+            .and_then(|()| s.set_write_timeout(Some(ADMIN_TIMEOUT)))
+            .unwrap_or_else(|e| fail("setting the admin socket's timeouts", &e));
+        let mut w = s
+            .try_clone()
+            .unwrap_or_else(|e| fail("cloning the admin socket", &e));
         let ask = lvsd_proto::Request::new(lvsd_proto::Op::DaemonStats);
-        lvsd_proto::write_message(&mut w, &ask).expect("asking lvsd");
+        lvsd_proto::write_message(&mut w, &ask)
+            .unwrap_or_else(|e| fail("asking lvsd for DaemonStats", &e));
         match lvsd_proto::read_message(&mut std::io::BufReader::new(s)) {
             Ok(lvsd_proto::Response::DaemonStats(d)) => d,
-            other => panic!("unexpected answer to DaemonStats: {other:?}"),
+            Ok(other) => fail("unexpected answer to DaemonStats", &format!("{other:?}")),
+            Err(e) => fail("reading lvsd's answer to DaemonStats", &e),
         }
     }
 
