@@ -1077,3 +1077,35 @@ fn shards_see_only_lvsd_interfaces() {
     // cross lvsd's own interfaces meanwhile.
     assert!(seen < 20, "{seen} frames reached the shards");
 }
+
+/// A connection lvsd no longer knows (it restarted, or the entry expired)
+/// is reset at once, as the director's own stack resets it under IPVS: the
+/// client's next write gets a reset instead of being resent for minutes.
+#[test]
+fn a_forgotten_connection_is_reset() {
+    use std::io::{Read, Write};
+    if !Lab::skip_unless_root() {
+        return;
+    }
+    let config = nat_config("xdp", 1, "rr", &[1]);
+    let lab = lab_with_lvsd("rst", 1, &config);
+    let client = lab.ns("client");
+    let stream = lab.in_ns(client, || {
+        std::net::TcpStream::connect("198.19.0.100:80").expect("connect")
+    });
+    lab.stop_lvsd().unwrap();
+    lab.start_lvsd(&config).expect("starting lvsd again");
+    wait_resolved(&lab, 1);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    (&stream).write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut buf = [0u8; 64];
+    let got = (&stream).read(&mut buf).map_err(|e| e.kind());
+    assert_eq!(
+        got,
+        Err(std::io::ErrorKind::ConnectionReset),
+        "{:?}",
+        lab.daemon_stats()
+    );
+}

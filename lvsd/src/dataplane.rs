@@ -270,14 +270,18 @@ pub struct Ctx<'a> {
     pub icmp: &'a IcmpBudget,
 }
 
-/// A token bucket for the ICMP errors one shard sends (port unreachable,
-/// time exceeded), as the kernel's `icmp_msgs_per_sec` and
-/// `icmp_msgs_burst` limit its own: a flood of packets lvsd refuses gets
-/// at most this many answers. Single-threaded (the shard's).
+/// The ICMP errors one shard may send (port unreachable, time exceeded),
+/// limited as the kernel limits its own: a bucket for all of them
+/// (`icmp_msgs_per_sec`, `icmp_msgs_burst`) and one per destination
+/// address (`icmp_ratelimit`: one a second, bursts of six). A flood of
+/// packets lvsd refuses gets few answers, and a spoofed source few more.
+/// Single-threaded (the shard's).
 #[derive(Debug)]
 pub struct IcmpBudget {
     tokens: std::cell::Cell<u32>,
     at_ms: std::cell::Cell<u64>,
+    /// Per destination: (tokens, when last refilled, ms).
+    peers: std::cell::RefCell<std::collections::HashMap<IpAddr, (u32, u64)>>,
 }
 
 impl IcmpBudget {
@@ -285,16 +289,24 @@ impl IcmpBudget {
     pub const PER_SEC: u32 = 1000;
     /// Errors that may go out at once.
     pub const BURST: u32 = 50;
+    /// Errors one destination may get at once, then one a second.
+    pub const PEER_BURST: u32 = 6;
+    pub const PEER_INTERVAL_MS: u64 = 1000;
+    /// Destinations remembered at most (then forgotten all at once: the
+    /// map stays small under a spoofed flood).
+    const PEERS: usize = 4096;
 
     pub fn new() -> Self {
         IcmpBudget {
             tokens: std::cell::Cell::new(Self::BURST),
             at_ms: std::cell::Cell::new(0),
+            peers: std::cell::RefCell::new(std::collections::HashMap::new()),
         }
     }
 
-    /// Takes one error's token at `now_ms`, if there is one.
-    pub fn take(&self, now_ms: u64) -> bool {
+    /// Takes one error's token for `peer` at `now_ms`, if both the
+    /// destination's bucket and the shard's have one.
+    pub fn take(&self, now_ms: u64, peer: IpAddr) -> bool {
         let earned = now_ms.saturating_sub(self.at_ms.get()) * u64::from(Self::PER_SEC) / 1000;
         if earned > 0 {
             let t = u64::from(self.tokens.get()) + earned;
@@ -302,13 +314,26 @@ impl IcmpBudget {
                 .set(u32::try_from(t.min(u64::from(Self::BURST))).unwrap_or(Self::BURST));
             self.at_ms.set(now_ms);
         }
-        match self.tokens.get() {
-            0 => false,
-            t => {
-                self.tokens.set(t - 1);
-                true
-            }
+        if self.tokens.get() == 0 {
+            return false;
         }
+        let mut peers = self.peers.borrow_mut();
+        if peers.len() >= Self::PEERS && !peers.contains_key(&peer) {
+            peers.clear();
+        }
+        let (tokens, at) = peers.entry(peer).or_insert((Self::PEER_BURST, now_ms));
+        let earned = now_ms.saturating_sub(*at) / Self::PEER_INTERVAL_MS;
+        if earned > 0 {
+            let t = u64::from(*tokens) + earned;
+            *tokens = u32::try_from(t.min(u64::from(Self::PEER_BURST))).unwrap_or(0);
+            *at += earned * Self::PEER_INTERVAL_MS;
+        }
+        if *tokens == 0 {
+            return false;
+        }
+        *tokens -= 1;
+        self.tokens.set(self.tokens.get() - 1);
+        true
     }
 }
 
@@ -672,14 +697,16 @@ fn l4(rx: &Rx, conns: &mut ConnTable, f: &mut Frame, flow: &Flow, to_vip: bool) 
                 let Some(svc) = ctx.rules.service(flow.protocol, vip) else {
                     return PASS;
                 };
-                // As IPVS: only a SYN starts a TCP connection.
+                // As IPVS: only a SYN starts a TCP connection. Anything
+                // else but a reset is answered with one (as the director's
+                // own stack answers it under IPVS).
                 if let Some((syn, fin, ack, rst)) = flow.flags {
-                    if !syn || ack || fin || rst {
+                    if rst {
                         return drop(DropReason::NoConn);
                     }
-                }
-                if flow.ttl <= 1 {
-                    return refuse(rx, f, flow, Some(flow.dst), DropReason::TtlExceeded);
+                    if !syn || ack || fin {
+                        return reset(rx, f, flow);
+                    }
                 }
                 // As IPVS: the client hears at once that no server takes
                 // it (port unreachable, from the VIP), instead of retrying.
@@ -687,6 +714,11 @@ fn l4(rx: &Rx, conns: &mut ConnTable, f: &mut Frame, flow: &Flow, to_vip: bool) 
                     return refuse(rx, f, flow, Some(flow.dst), DropReason::NoDest);
                 };
                 let method = d.method();
+                // A local node takes the packet whatever its TTL, as IPVS's
+                // local delivery does; the others would forward it.
+                if method != Method::Local && flow.ttl <= 1 {
+                    return refuse(rx, f, flow, Some(flow.dst), DropReason::TtlExceeded);
+                }
                 if method != Method::Local && !ctx.neigh.map.contains_key(&d.addr().ip()) {
                     return drop(DropReason::NoNeighbor);
                 }
@@ -864,6 +896,9 @@ fn tunnel(rx: &Rx, f: &mut Frame, rip: IpAddr, len: usize) -> Out {
 /// fragment), as is a GSO super-frame, which the kernel segments itself and
 /// never reaches here.
 fn too_big(rx: &Rx, f: &mut Frame, len: usize, mtu: usize) -> Out {
+    if !may_answer(f.l3()) {
+        return drop(DropReason::TooBig);
+    }
     let l3_at = f.start + L2_LEN;
     let sender = match f.l3().first().map(|b| b >> 4) {
         Some(4) => IpAddr::V4(Ipv4Packet::new_unchecked(&f.l3()[..]).src_addr()),
@@ -913,7 +948,7 @@ fn too_big(rx: &Rx, f: &mut Frame, len: usize, mtu: usize) -> Out {
 /// address on the link the packet came in on. Within the shard's ICMP
 /// budget; the packet is counted as dropped for `why` either way.
 fn refuse(rx: &Rx, f: &mut Frame, flow: &Flow, from: Option<IpAddr>, why: DropReason) -> Out {
-    if rx.gso || !rx.ctx.icmp.take(rx.ctx.now) {
+    if rx.gso || !may_answer(f.l3()) || !rx.ctx.icmp.take(rx.ctx.now, flow.src) {
         return drop(why);
     }
     let Some(from) = from.or_else(|| rx.me.source_for(flow.src)) else {
@@ -945,6 +980,56 @@ fn refuse(rx: &Rx, f: &mut Frame, flow: &Flow, from: Option<IpAddr>, why: DropRe
             Out::Refuse(why)
         }
         _ => drop(why),
+    }
+}
+
+/// Answers a TCP segment to a service that belongs to no connection with
+/// a reset from the VIP (counted as no_conn either way).
+fn reset(rx: &Rx, f: &mut Frame, flow: &Flow) -> Out {
+    if rx.gso || !may_answer(f.l3()) {
+        return drop(DropReason::NoConn);
+    }
+    let l4 = match f.l3().first() {
+        Some(b) if b >> 4 == 4 => usize::from(b & 0xf) * 4,
+        _ => V6_LEN,
+    };
+    let l3_at = f.start + L2_LEN;
+    match crate::forward::reset::answer(f.buf, l3_at, flow.len, l4) {
+        Some(n) if f.set_l3_len(n) => {
+            clear_vnet(f);
+            Out::Refuse(DropReason::NoConn)
+        }
+        _ => drop(DropReason::NoConn),
+    }
+}
+
+/// Whether an ICMP error may answer the IP packet `l3`: its source is a
+/// unicast host (not unspecified, broadcast, multicast or loopback: the
+/// kernel drops such sources before IPVS sees them), and it is not an ICMP
+/// error itself (RFC 1122 3.2.2, RFC 4443 2.4(e)).
+fn may_answer(l3: &[u8]) -> bool {
+    match l3.first().map(|b| b >> 4) {
+        Some(4) if l3.len() >= 20 => {
+            let ip = Ipv4Packet::new_unchecked(l3);
+            let src = ip.src_addr();
+            let hl = usize::from(l3[0] & 0xf) * 4;
+            let error = ip.next_header() == IpProtocol::Icmp
+                && l3.get(hl).is_some_and(|&t| v4::is_error(t));
+            !(src.is_unspecified()
+                || src.is_broadcast()
+                || src.is_multicast()
+                || src.is_loopback()
+                || error)
+        }
+        Some(6) if l3.len() >= V6_LEN => {
+            let ip = Ipv6Packet::new_unchecked(l3);
+            let src = ip.src_addr();
+            // ICMPv6 errors are the types below 128.
+            let error =
+                ip.next_header() == IpProtocol::Icmpv6 && l3.get(V6_LEN).is_some_and(|&t| t < 128);
+            !(src.is_unspecified() || src.is_multicast() || src.is_loopback() || error)
+        }
+        _ => false,
     }
 }
 

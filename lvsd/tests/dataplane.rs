@@ -763,7 +763,7 @@ fn tcp_connection_through_nat() {
             verdict: Verdict::Forward { iface: INT },
             output: to_rs(HTTP_R, syn()).frame(),
             state: State::SynRecv,
-            counts: (0, 1),
+            counts: (1, 0),
         },
         Step {
             description: "RS1's SYN-ACK goes back to the client from VIP:80",
@@ -772,7 +772,7 @@ fn tcp_connection_through_nat() {
             verdict: Verdict::Forward { iface: EXT },
             output: to_client(HTTP, syn_ack()).frame(),
             state: State::SynRecv,
-            counts: (0, 1),
+            counts: (1, 0),
         },
         Step {
             description: "client ACK establishes the connection",
@@ -873,7 +873,8 @@ fn syn_and_syn_ack_fields() {
     }
     assert_checksums("SYN", &f);
     assert_eq!(lab.conns.len(), 1);
-    assert_eq!(lab.http_counts(), (0, 1), "InActConn 1");
+    // As IPVS since Linux 4.7: the handshake counts as active.
+    assert_eq!(lab.http_counts(), (1, 0), "ActiveConn 1");
 
     let mut f = from_rs(HTTP_R, syn_ack()).frame();
     assert_eq!(lab.process(INT, &mut f), Verdict::Forward { iface: EXT });
@@ -993,12 +994,12 @@ fn forwarded() {
             output: Output::Frame(query(to_rs, DNS_R, udp_csum()).frame()),
         },
         Case {
-            description: "UDP query without a checksum (0) stays without one",
+            description: "UDP query without a checksum (0) gets a whole one, as from IPVS",
             setup: no_setup,
             iface: EXT,
             input: query(from_client, DNS, udp_no_csum()).frame(),
             verdict: Verdict::Forward { iface: INT },
-            output: Output::Frame(query(to_rs, DNS_R, udp_no_csum()).frame()),
+            output: Output::Frame(query(to_rs, DNS_R, udp_csum()).frame()),
         },
         Case {
             description: "UDP query whose new checksum computes to 0 leaves with 0xffff",
@@ -1021,12 +1022,12 @@ fn forwarded() {
             output: Output::Frame(query(to_client, DNS, udp_csum()).frame()),
         },
         Case {
-            description: "UDP answer without a checksum stays without one",
+            description: "UDP answer without a checksum gets a whole one",
             setup: open_dns,
             iface: INT,
             input: query(from_rs, DNS_R, udp_no_csum()).frame(),
             verdict: Verdict::Forward { iface: EXT },
-            output: Output::Frame(query(to_client, DNS, udp_no_csum()).frame()),
+            output: Output::Frame(query(to_client, DNS, udp_csum()).frame()),
         },
         Case {
             description: "UDP answer with Ethernet padding leaves without it",
@@ -1685,18 +1686,48 @@ fn drops() {
             output: Output::Unchanged,
         },
         Case {
-            description: "ACK to VIP:80 with no connection",
+            description:
+                "ACK to VIP:80 with no connection: a reset from the sequence it acknowledges",
             setup: no_setup,
             iface: EXT,
             input: from_client(HTTP, ack()).frame(),
-            verdict: drop(DropReason::NoConn),
-            output: Output::Unchanged,
+            verdict: Verdict::Refuse {
+                iface: EXT,
+                why: DropReason::NoConn,
+            },
+            output: Output::Frame(reset_to_client(flag::RST, 5001, 0)),
         },
         Case {
-            description: "SYN-ACK to VIP:80 with no connection",
+            description: "SYN-ACK to VIP:80 with no connection: a reset",
             setup: no_setup,
             iface: EXT,
             input: from_client(HTTP, syn_ack()).frame(),
+            verdict: Verdict::Refuse {
+                iface: EXT,
+                why: DropReason::NoConn,
+            },
+            output: Output::Frame(reset_to_client(flag::RST, 1001, 0)),
+        },
+        Case {
+            description: "FIN without ACK and no connection: a reset acknowledging it",
+            setup: no_setup,
+            iface: EXT,
+            input: Pkt {
+                payload: b"bye".to_vec(),
+                ..from_client(HTTP, tcp_l4(flag::FIN, 1001, 0))
+            }
+            .frame(),
+            verdict: Verdict::Refuse {
+                iface: EXT,
+                why: DropReason::NoConn,
+            },
+            output: Output::Frame(reset_to_client(flag::RST | flag::ACK, 0, 1005)),
+        },
+        Case {
+            description: "RST to VIP:80 with no connection: dropped, not answered",
+            setup: no_setup,
+            iface: EXT,
+            input: from_client(HTTP, tcp_l4(flag::RST, 1001, 0)).frame(),
             verdict: drop(DropReason::NoConn),
             output: Output::Unchanged,
         },
@@ -1788,7 +1819,7 @@ fn drops() {
     .frame();
     assert_eq!(lab.process(EXT, &mut f), drop(DropReason::ConnTableFull));
     assert_eq!(lab.conns.len(), 1);
-    assert_eq!(lab.http_counts(), (0, 1));
+    assert_eq!(lab.http_counts(), (1, 0));
     // Dropped SYNs create nothing.
     let mut lab = Lab::new();
     let mut f = Pkt {
@@ -2040,6 +2071,24 @@ const DR_PORT: u16 = 81;
 const TUN_PORT: u16 = 82;
 const LOCAL_PORT: u16 = 83;
 
+/// The reset VIP:80 sends the client (window 0, no options).
+fn reset_to_client(flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+    let mut f = Pkt {
+        dst_mac: CLIENT_MAC,
+        src_mac: EXT_MAC,
+        src: sock(VIP, HTTP),
+        dst: sock(CIP, CPORT),
+        ttl: 64,
+        l4: tcp_l4(flags, seq, ack),
+        payload: Vec::new(),
+    }
+    .frame();
+    let mut t = TcpPacket::new_unchecked(&mut f[L4..]);
+    t.set_window_len(0);
+    t.fill_checksum(VIP, CIP);
+    f
+}
+
 /// The ICMP error (`kind`: type and code) from `from` that answers
 /// `sent`, a frame received on EXT from the client or on INT from RS1, as
 /// it leaves back towards the sender: the whole packet quoted.
@@ -2261,7 +2310,8 @@ fn icmp_errors_and_other_methods() {
             dst_addr: RIP2,
             next_header: IpProtocol::IpIp,
             payload_len: inner.len() - L3,
-            ttl: 64,
+            // The inner TTL, decremented (as IPVS).
+            ttl: 63,
         }
         .emit(&mut Ipv4Packet::new_unchecked(&mut outer[..]));
         outer.extend_from_slice(l3(&inner));
@@ -2985,7 +3035,7 @@ fn a_syn_on_a_closed_connection_is_scheduled_afresh() {
     assert_eq!(lab.conns.len(), 1, "the closed connection is gone");
     assert_eq!(lab.http_counts(), (0, 0), "RS1 no longer counts it");
     let rs2 = lab.dest(tcp_key(HTTP), RIP2, HTTP_R);
-    assert_eq!(rs2.inactive.load(Relaxed), 1);
+    assert_eq!(rs2.active.load(Relaxed), 1);
 }
 
 /// A NAT packet larger than the next link's MTU: with DF, an ICMP
@@ -3052,10 +3102,11 @@ fn nat_packets_too_big_for_the_next_link() {
     assert_eq!(lab.process(EXT, &mut f), Verdict::Forward { iface: INT });
 }
 
-/// ICMP errors are limited per shard as the kernel limits its own: a flood
-/// of SYNs to a service no real server can take gets `BURST` answers at
-/// once, then `PER_SEC` a second; the rest are dropped and counted as
-/// no_dest without an answer.
+/// ICMP errors are limited per shard as the kernel limits its own: one
+/// client flooding SYNs to a service no real server can take gets
+/// `PEER_BURST` answers at once, then one a second; many clients together
+/// get `BURST` at once, then `PER_SEC` a second; the rest are dropped and
+/// counted as no_dest without an answer.
 #[test]
 fn refusals_are_rate_limited() {
     let mut lab = Lab::new();
@@ -3067,37 +3118,61 @@ fn refusals_are_rate_limited() {
         iface: EXT,
         why: DropReason::NoDest,
     };
-    let flood = |lab: &mut Lab, n: u16| {
+    // SYNs from `clients` addresses (198.18.0.100 onwards), `each` from
+    // every one; the number answered.
+    let flood = |lab: &mut Lab, clients: u8, each: u16| {
         let mut answered = 0;
-        for port in 0..n {
-            let mut f = Pkt {
-                src: sock(CIP, 1000 + port),
-                ..from_client(HTTP, syn())
-            }
-            .frame();
-            let v = lab.process(EXT, &mut f);
-            if v == refused {
-                answered += 1;
-            } else {
-                assert_eq!(v, Verdict::Drop(DropReason::NoDest), "SYN {port}");
+        for c in 0..clients {
+            for port in 0..each {
+                let mut f = Pkt {
+                    src: sock(Ipv4Addr::new(198, 18, 0, 100 + c), 1000 + port),
+                    ..from_client(HTTP, syn())
+                }
+                .frame();
+                let v = lab.process(EXT, &mut f);
+                if v == refused {
+                    answered += 1;
+                } else {
+                    assert_eq!(v, Verdict::Drop(DropReason::NoDest), "SYN {c}/{port}");
+                }
             }
         }
         answered
     };
-    assert_eq!(flood(&mut lab, 100), IcmpBudget::BURST);
-    assert_eq!(flood(&mut lab, 10), 0, "the burst is spent");
+    assert_eq!(flood(&mut lab, 1, 20), IcmpBudget::PEER_BURST, "one client");
+    lab.now += IcmpBudget::PEER_INTERVAL_MS;
+    assert_eq!(flood(&mut lab, 1, 20), 1, "a second later");
+    lab.now += 60_000;
+    assert_eq!(flood(&mut lab, 100, 1), IcmpBudget::BURST, "many clients");
+    assert_eq!(flood(&mut lab, 100, 1), 0, "the burst is spent");
     lab.now += 10;
     assert_eq!(
-        flood(&mut lab, 100),
+        flood(&mut lab, 100, 1),
         IcmpBudget::PER_SEC / 100,
         "10 ms later"
     );
-    lab.now += 60_000;
-    assert_eq!(
-        flood(&mut lab, 100),
-        IcmpBudget::BURST,
-        "never more than the burst"
-    );
+}
+
+/// No ICMP error answers a source that is not a unicast host, nor an ICMP
+/// error (the kernel drops such sources before IPVS; RFC 1122 3.2.2).
+#[test]
+fn refusals_answer_unicast_hosts_only() {
+    let mut lab = Lab::new();
+    for src in [
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(224, 0, 0, 1),
+        Ipv4Addr::LOCALHOST,
+    ] {
+        let mut f = Pkt {
+            src: sock(src, 68),
+            ttl: 1,
+            ..from_client(HTTP, syn())
+        }
+        .frame();
+        let v = lab.process(EXT, &mut f);
+        assert_eq!(v, Verdict::Drop(DropReason::TtlExceeded), "from {src}");
+    }
 }
 
 /// IPv6: a SYN to a service no real server can take is answered with an
@@ -3184,4 +3259,83 @@ fn local_node_packets_get_their_checksum_finished() {
         assert_eq!(f, l3(&sent).to_vec(), "the packet with its full checksum");
         assert_ip_checks("local node", &f);
     }
+}
+
+/// An ICMP error too big for the tunnel to its connection's real server is
+/// dropped, not answered with "fragmentation needed" (no ICMP error about
+/// an ICMP error, RFC 1122 3.2.2; IPVS's `ensure_mtu_is_adequate` drops it).
+#[test]
+fn no_icmp_error_about_an_icmp_error() {
+    let mut lab = busy_lab();
+    let mut f = from_client(TUN_PORT, syn()).frame();
+    assert_eq!(lab.process(EXT, &mut f), Verdict::Forward { iface: INT });
+    // A router on the client's side: host unreachable about RS2's reply
+    // VIP:82 -> CIP, DF set, 1490 bytes in all (over the tunnel's room).
+    let quoted = Pkt {
+        payload: vec![0x11; 1434],
+        ..to_client(TUN_PORT, syn_ack())
+    }
+    .frame();
+    let err = edit_ip(
+        Pkt {
+            dst_mac: EXT_MAC,
+            src_mac: CLIENT_MAC,
+            src: sock(ROUTER, 0),
+            dst: sock(VIP, 0),
+            ttl: 64,
+            l4: Transport::Raw(1),
+            payload: icmp_error_msg(3, 1, [0; 4], &quoted[L3..]),
+        }
+        .frame(),
+        |ip| ip.set_dont_frag(true),
+    );
+    let mut f = err.clone();
+    assert_eq!(lab.process(EXT, &mut f), Verdict::Drop(DropReason::TooBig));
+    assert_frame_eq("untouched", &f, &err);
+}
+
+/// A local node takes a new connection's SYN whatever its TTL (IPVS's local
+/// delivery never checks it); a forwarded one with TTL 1 gets time exceeded.
+#[test]
+fn local_node_ignores_the_ttl() {
+    let mut lab = busy_lab();
+    let mut f = Pkt {
+        ttl: 1,
+        ..from_client(LOCAL_PORT, syn())
+    }
+    .frame();
+    assert_eq!(lab.process(EXT, &mut f), Verdict::Local);
+    let mut f = Pkt {
+        ttl: 1,
+        src: sock(CIP2, CPORT),
+        ..from_client(HTTP, syn())
+    }
+    .frame();
+    assert_eq!(
+        lab.process(EXT, &mut f),
+        Verdict::Refuse {
+            iface: EXT,
+            why: DropReason::TtlExceeded
+        }
+    );
+}
+
+/// A segment with none of SYN, FIN, ACK and RST closes its connection, as
+/// IPVS's state machine does (it starts from CLOSE and finds no event).
+#[test]
+fn a_segment_without_flags_closes() {
+    let mut lab = Lab::new();
+    open_http(&mut lab);
+    let mut f = from_rs(HTTP_R, syn_ack()).frame();
+    assert_eq!(lab.process(INT, &mut f), Verdict::Forward { iface: EXT });
+    let mut f = from_client(HTTP, ack()).frame();
+    assert_eq!(lab.process(EXT, &mut f), Verdict::Forward { iface: INT });
+    assert_eq!(lab.http_counts(), (1, 0));
+    let mut f = from_client(HTTP, tcp_l4(flag::PSH, 1001, 0)).frame();
+    assert_eq!(lab.process(EXT, &mut f), Verdict::Forward { iface: INT });
+    assert_eq!(
+        lab.state(Protocol::Tcp, CIP, CPORT, HTTP),
+        Some(State::Close)
+    );
+    assert_eq!(lab.http_counts(), (0, 1));
 }

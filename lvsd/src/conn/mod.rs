@@ -22,7 +22,8 @@
 //!   connections are refused (the caller counts the drop) and existing ones
 //!   carry on, as katran does under a flood.
 //! - Every entry is counted exactly once in its destination's ActiveConn
-//!   (ESTABLISHED) or InActConn (any other state), from insertion to removal.
+//!   (the handshake's states and ESTABLISHED, as IPVS) or InActConn (any
+//!   other state, and UDP), from insertion to removal.
 //! - Every live entry is on exactly one timer-wheel list, no later than its
 //!   deadline. Time is an argument: the wheel has [`TICK_MS`] slots; a
 //!   refresh that moves a deadline later only changes the deadline, and the
@@ -954,25 +955,26 @@ fn touch_entry<A>(
     }
     let mut state = state_of(e.state);
     if let Some((syn, fin, ack, rst)) = tcp_flags {
-        if let Some(ev) = Event::from_flags(syn, fin, ack, rst) {
-            let new = next_tcp(state, dir, ev);
-            if new != state {
-                let active = new == State::Established;
-                let inactive = e.flags & F_INACTIVE != 0;
-                if let Some((d, _)) = registry.get(e.dest) {
-                    if inactive && active {
-                        d.inactive.fetch_sub(1, Relaxed);
-                        d.active.fetch_add(1, Relaxed);
-                        e.flags &= !F_INACTIVE;
-                    } else if !inactive && !active {
-                        d.active.fetch_sub(1, Relaxed);
-                        d.inactive.fetch_add(1, Relaxed);
-                        e.flags |= F_INACTIVE;
-                    }
+        // A segment with none of the four flags closes the connection,
+        // as IPVS's set_tcp_state does (it starts from CLOSE).
+        let new = Event::from_flags(syn, fin, ack, rst)
+            .map_or(State::Close, |ev| next_tcp(state, dir, ev));
+        if new != state {
+            let active = new.is_active();
+            let inactive = e.flags & F_INACTIVE != 0;
+            if let Some((d, _)) = registry.get(e.dest) {
+                if inactive && active {
+                    d.inactive.fetch_sub(1, Relaxed);
+                    d.active.fetch_add(1, Relaxed);
+                    e.flags &= !F_INACTIVE;
+                } else if !inactive && !active {
+                    d.active.fetch_sub(1, Relaxed);
+                    d.inactive.fetch_add(1, Relaxed);
+                    e.flags |= F_INACTIVE;
                 }
-                state = new;
-                e.state = new as u8;
             }
+            state = new;
+            e.state = new as u8;
         }
     }
     let before = e.expires;

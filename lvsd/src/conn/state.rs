@@ -45,6 +45,16 @@ impl State {
         }
     }
 
+    /// Whether a connection in this state counts as active (ActiveConn),
+    /// as IPVS has counted since Linux 4.7 (`tcp_state_active_table`): the
+    /// handshake's states and ESTABLISHED; the rest are inactive.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            State::Established | State::SynSent | State::SynRecv | State::SynAck
+        )
+    }
+
     /// How long an entry in this state lives without traffic, in ms. The
     /// three that `--set` changes come from `t`; the rest are IPVS's fixed
     /// defaults.

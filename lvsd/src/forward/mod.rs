@@ -10,6 +10,7 @@
 pub mod dr;
 pub mod icmp;
 pub mod nat;
+pub mod reset;
 pub mod tun;
 
 pub use nat::Side;

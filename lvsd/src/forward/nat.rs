@@ -10,7 +10,10 @@
 //! The TTL is decremented here, as a router does (RFC 1812 section 5.3.1);
 //! the caller drops packets whose TTL would reach zero.
 
-use crate::wire::checksum::{update128, update128_partial, update16, update32, update32_partial};
+use crate::wire::checksum::{
+    fold, pseudo_header_v4, pseudo_header_v6, sum, update128, update128_partial, update16,
+    update32, update32_partial,
+};
 use crate::wire::ipv4::{IpProtocol, Ipv4Packet};
 use crate::wire::ipv6::{Ipv6Packet, HEADER_LEN as V6_HEADER_LEN};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -82,9 +85,17 @@ pub fn rewrite_v4(packet: &mut [u8], side: Side, addr: Ipv4Addr, port: u16, part
     let old_port = u16::from_be_bytes([l4[port_at], l4[port_at + 1]]);
     l4[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
     let old_c = u16::from_be_bytes([l4[csum_at], l4[csum_at + 1]]);
-    let udp_none = csum_at == UDP_CHECKSUM && old_c == 0 && !partial;
-    if udp_none {
-        // UDP over IPv4 without a checksum (RFC 768): leave it without one.
+    if csum_at == UDP_CHECKSUM && old_c == 0 && !partial {
+        // UDP sent without a checksum (RFC 768): as IPVS's UDP handlers,
+        // compute the whole one (an update of 0 would be wrong).
+        let (src, dst) = {
+            let ip = Ipv4Packet::new_unchecked(&packet[..hl]);
+            (ip.src_addr(), ip.dst_addr())
+        };
+        let l4 = &mut packet[hl..total];
+        let len = u32::try_from(l4.len()).unwrap_or(0);
+        let c = full_udp_checksum(pseudo_header_v4(src, dst, 17, len), l4);
+        l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
         return true;
     }
     let mut c = old_c;
@@ -138,8 +149,16 @@ pub fn rewrite_v6(packet: &mut [u8], side: Side, addr: Ipv6Addr, port: u16, part
     let mut c = u16::from_be_bytes([l4[csum_at], l4[csum_at + 1]]);
     if csum_at == UDP_CHECKSUM && c == 0 && !partial {
         // A zero UDP checksum, which IPv6 allows only for tunnels (RFC
-        // 6935): passed on as it came, as over IPv4; an update would turn it
-        // into a wrong checksum.
+        // 6935; a real server's stack drops it): computed whole, as IPVS's
+        // UDP handlers do (an update of 0 would be wrong).
+        let (src, dst) = {
+            let ip = Ipv6Packet::new_unchecked(&packet[..V6_HEADER_LEN]);
+            (ip.src_addr(), ip.dst_addr())
+        };
+        let l4 = &mut packet[V6_HEADER_LEN..total];
+        let len = u32::try_from(l4.len()).unwrap_or(0);
+        let c = full_udp_checksum(pseudo_header_v6(src, dst, 17, len), l4);
+        l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
         return true;
     }
     if partial {
@@ -153,6 +172,15 @@ pub fn rewrite_v6(packet: &mut [u8], side: Side, addr: Ipv6Addr, port: u16, part
     }
     l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
     true
+}
+
+/// The whole checksum of the UDP datagram `l4` (its checksum field 0)
+/// under the pseudo-header sum `pseudo`; a computed 0 goes as all ones.
+fn full_udp_checksum(pseudo: u32, l4: &[u8]) -> u16 {
+    match !fold(pseudo + sum(l4)) {
+        0 => 0xffff,
+        c => c,
+    }
 }
 
 /// [`rewrite_v4`] or [`rewrite_v6`], by the address's version. False when the
@@ -169,30 +197,61 @@ pub fn rewrite(packet: &mut [u8], side: Side, addr: IpAddr, port: u16, partial: 
 mod tests {
     use super::*;
 
-    /// An IPv6 UDP datagram without a checksum (allowed for tunnels) keeps
-    /// none; one with a checksum gets it updated.
+    /// A UDP datagram without a checksum gets a whole one, as from IPVS's
+    /// UDP handlers (an IPv6 real server would drop it without; over IPv4
+    /// both are valid), on both versions; one with a checksum gets it
+    /// updated. Either way the result verifies.
     #[test]
-    fn ipv6_udp_zero_checksum_stays_zero() {
+    fn udp_zero_checksum_is_computed() {
         for check in [0u16, 0x1234] {
             let mut p = vec![0u8; V6_HEADER_LEN + 8 + 4];
+            let src: Ipv6Addr = "2001:db8::2".parse().unwrap();
             {
                 let mut ip = Ipv6Packet::new_unchecked(&mut p[..]);
                 ip.set_version_defaults();
                 ip.set_payload_len(12);
                 ip.set_next_header(IpProtocol::Udp);
                 ip.set_hop_limit(64);
+                ip.set_src_addr(src);
                 ip.set_dst_addr("2001:db8::100".parse().unwrap());
             }
-            p[V6_HEADER_LEN + UDP_CHECKSUM..V6_HEADER_LEN + UDP_CHECKSUM + 2]
-                .copy_from_slice(&check.to_be_bytes());
+            p[V6_HEADER_LEN + 4..V6_HEADER_LEN + 6].copy_from_slice(&12u16.to_be_bytes());
+            p[V6_HEADER_LEN + 8..].copy_from_slice(b"ping");
+            if check != 0 {
+                let c = !fold(
+                    pseudo_header_v6(src, "2001:db8::100".parse().unwrap(), 17, 12)
+                        + sum(&p[V6_HEADER_LEN..]),
+                );
+                p[V6_HEADER_LEN + UDP_CHECKSUM..V6_HEADER_LEN + UDP_CHECKSUM + 2]
+                    .copy_from_slice(&c.to_be_bytes());
+            }
             let rs: Ipv6Addr = "2001:db8:1::11".parse().unwrap();
             assert!(rewrite_v6(&mut p, Side::Dst, rs, 5353, false));
             assert_eq!(Ipv6Packet::new_unchecked(&p[..]).dst_addr(), rs);
-            let now = u16::from_be_bytes([
-                p[V6_HEADER_LEN + UDP_CHECKSUM],
-                p[V6_HEADER_LEN + UDP_CHECKSUM + 1],
-            ]);
-            assert_eq!(now == 0, check == 0, "{check:#x} became {now:#x}");
+            let verify = fold(pseudo_header_v6(src, rs, 17, 12) + sum(&p[V6_HEADER_LEN..]));
+            assert_eq!(verify, 0xffff, "checksum {check:#x}: does not verify");
         }
+        // IPv4.
+        let mut p = vec![0u8; 20 + 8 + 4];
+        {
+            let mut ip = Ipv4Packet::new_unchecked(&mut p[..]);
+            ip.set_version(4);
+            ip.set_header_len(20);
+            ip.set_total_len(32);
+            ip.set_ttl(64);
+            ip.set_next_header(IpProtocol::Udp);
+            ip.set_src_addr(Ipv4Addr::new(198, 18, 0, 2));
+            ip.set_dst_addr(Ipv4Addr::new(198, 19, 0, 100));
+            ip.fill_checksum();
+        }
+        p[24..26].copy_from_slice(&12u16.to_be_bytes());
+        p[28..].copy_from_slice(b"ping");
+        let rs = Ipv4Addr::new(198, 18, 1, 11);
+        assert!(rewrite_v4(&mut p, Side::Dst, rs, 5353, false));
+        let c = u16::from_be_bytes([p[26], p[27]]);
+        assert_ne!(c, 0, "a checksum now");
+        let verify =
+            fold(pseudo_header_v4(Ipv4Addr::new(198, 18, 0, 2), rs, 17, 12) + sum(&p[20..]));
+        assert_eq!(verify, 0xffff);
     }
 }

@@ -19,8 +19,6 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// Outer header lengths.
 pub const V4_OVERHEAD: usize = 20;
 pub const V6_OVERHEAD: usize = V6_HEADER_LEN;
-/// TTL / hop limit of the outer header (RFC 1700's default TTL).
-const OUTER_TTL: u8 = 64;
 
 /// The result of an encapsulation attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,9 +65,13 @@ pub fn encap_v4(
         };
     }
     let inner = Ipv4Packet::new_unchecked(&f.l3()[..]);
-    // As IPVS's ipip and RFC 2003: DF, DSCP and ECN copied to the outer
-    // header; its identification is the inner one's.
-    let (df, tos, ident) = (inner.dont_frag(), inner.dscp_ecn(), inner.ident());
+    // As IPVS's ipip (ip_vs_prepare_tunneled_skb) and RFC 2003: DF, DSCP
+    // and ECN copied to the outer header, and the inner TTL once
+    // decremented; the identification 0 with DF (as ip_select_ident gives
+    // a packet of no socket), else the inner one's.
+    let (df, tos) = (inner.dont_frag(), inner.dscp_ecn());
+    let ident = if df { 0 } else { inner.ident() };
+    let ttl = inner.ttl().saturating_sub(1);
     dr::decrement_ttl(f.l3());
     if !shift_l2(f, V4_OVERHEAD) {
         return Encap::NoRoom;
@@ -80,7 +82,7 @@ pub fn encap_v4(
         dst_addr: dst,
         next_header: IpProtocol::IpIp,
         payload_len: inner_len,
-        ttl: OUTER_TTL,
+        ttl,
     };
     let mut outer = Ipv4Packet::new_unchecked(&mut f.buf[at..at + V4_OVERHEAD]);
     repr.emit(&mut outer);
@@ -111,7 +113,8 @@ pub fn encap_v6(
             inner_mtu: usize::from(u16::MAX) - V6_OVERHEAD,
         };
     };
-    let tc = Ipv6Packet::new_unchecked(&f.l3()[..]).traffic_class();
+    let inner = Ipv6Packet::new_unchecked(&f.l3()[..]);
+    let (tc, hop) = (inner.traffic_class(), inner.hop_limit().saturating_sub(1));
     dr::decrement_ttl(f.l3());
     if !shift_l2(f, V6_OVERHEAD) {
         return Encap::NoRoom;
@@ -122,7 +125,7 @@ pub fn encap_v6(
     outer.set_traffic_class(tc);
     outer.set_payload_len(payload_len);
     outer.set_next_header(IpProtocol::Ipv6);
-    outer.set_hop_limit(OUTER_TTL);
+    outer.set_hop_limit(hop);
     outer.set_src_addr(src);
     outer.set_dst_addr(dst);
     f.len = L2_LEN + V6_OVERHEAD + inner_len;
@@ -184,8 +187,9 @@ mod tests {
         (r, f.start, f.len, f.bytes().to_vec())
     }
 
-    /// DSCP and ECN (and the identification) carry over to the outer
-    /// header, and DF only where the inner packet has it.
+    /// DSCP, ECN and the decremented TTL carry over to the outer header,
+    /// DF only where the inner packet has it, and the identification when
+    /// there is no DF (0 with it, as the kernel's).
     #[test]
     fn v4_outer_header_copies_the_marks() {
         for df in [true, false] {
@@ -200,9 +204,15 @@ mod tests {
             assert_eq!(r, Encap::Done);
             let outer = Ipv4Packet::new_checked(&bytes[L2_LEN..]).unwrap();
             assert!(outer.verify_checksum());
+            let ident = if df { 0 } else { 0x1234 };
             assert_eq!(
-                (outer.dscp_ecn(), outer.ident(), outer.dont_frag()),
-                (0xb9, 0x1234, df)
+                (
+                    outer.dscp_ecn(),
+                    outer.ident(),
+                    outer.dont_frag(),
+                    outer.ttl()
+                ),
+                (0xb9, ident, df, 63)
             );
         }
     }
