@@ -617,17 +617,22 @@ fn ipv6(rx: &Rx, conns: &mut ConnTable, f: &mut Frame) -> Out {
         return PASS;
     }
     let ours = |r| if to_vip { drop(r) } else { PASS };
-    let protocol = match next {
-        IpProtocol::Tcp | IpProtocol::Udp => transport(next),
-        IpProtocol::Icmpv6 => None,
+    // TCP and UDP may follow extension headers, as IPVS finds them
+    // (ipv6_find_hdr); ICMPv6 is handled directly after the fixed header.
+    let Some((upper, at)) = crate::wire::ipv6::upper_layer(&l3[..len.min(l3.len())]) else {
+        return ours(DropReason::Malformed);
+    };
+    let protocol = match (next, upper) {
+        (IpProtocol::Icmpv6, _) => None,
+        (_, IpProtocol::Tcp | IpProtocol::Udp) => transport(upper),
         // 44: the fragment header.
-        IpProtocol::Unknown(44) => return ours(DropReason::Fragment),
+        (_, IpProtocol::Unknown(44)) => return ours(DropReason::Fragment),
         _ => return ours(DropReason::UnsupportedProtocol),
     };
     let Some(protocol) = protocol else {
         return icmp6(rx, conns, f, len, hop, to_vip);
     };
-    let found = ports(protocol, ip.payload());
+    let found = ports(protocol, &l3[at..len.min(l3.len())]);
     let addrs = (IpAddr::V6(src), IpAddr::V6(dst));
     tcp_udp(rx, conns, f, (protocol, found), addrs, (len, hop), to_vip)
 }
@@ -991,7 +996,10 @@ fn reset(rx: &Rx, f: &mut Frame, flow: &Flow) -> Out {
     }
     let l4 = match f.l3().first() {
         Some(b) if b >> 4 == 4 => usize::from(b & 0xf) * 4,
-        _ => V6_LEN,
+        _ => match crate::wire::ipv6::upper_layer(f.l3()) {
+            Some((_, at)) => at,
+            None => return drop(DropReason::NoConn),
+        },
     };
     let l3_at = f.start + L2_LEN;
     match crate::forward::reset::answer(f.buf, l3_at, flow.len, l4) {

@@ -3339,3 +3339,55 @@ fn a_segment_without_flags_closes() {
     );
     assert_eq!(lab.http_counts(), (0, 1));
 }
+
+/// IPv6 with an extension header before TCP (destination options here): a
+/// new connection to VIP6 is forwarded with the header kept and the
+/// transport checksum right for the real server, and the reply comes back
+/// translated, as IPVS finds the transport header past extension headers.
+#[test]
+fn ipv6_extension_headers_are_walked() {
+    let mut lab = busy_lab();
+    let (c, v, r) = (
+        SocketAddr::from((CIP6, CPORT + 7)),
+        SocketAddr::from((VIP6, HTTP)),
+        SocketAddr::from((RIP6, HTTP_R)),
+    );
+    let opts = [6u8, 0, 1, 4, 0, 0, 0, 0];
+    let with_opts = |seg: Vec<u8>| [opts.as_slice(), &seg].concat();
+    let mut f = v6_frame(
+        (EXT_MAC, CLIENT_MAC),
+        CIP6,
+        VIP6,
+        60,
+        64,
+        &with_opts(tcp_segment(c, v, flag::SYN)),
+    );
+    assert_eq!(lab.process(EXT, &mut f), Verdict::Forward { iface: INT });
+    let want = v6_frame(
+        (RS1_MAC, INT_MAC),
+        CIP6,
+        RIP6,
+        60,
+        63,
+        &with_opts(tcp_segment(c, r, flag::SYN)),
+    );
+    assert_frame_eq("SYN with destination options", &f, &want);
+    let mut f = v6_frame(
+        (INT_MAC, RS1_MAC),
+        RIP6,
+        CIP6,
+        60,
+        64,
+        &with_opts(tcp_segment(r, c, flag::SYN | flag::ACK)),
+    );
+    assert_eq!(lab.process(INT, &mut f), Verdict::Forward { iface: EXT });
+    let want = v6_frame(
+        (CLIENT_MAC, EXT_MAC),
+        VIP6,
+        CIP6,
+        60,
+        63,
+        &with_opts(tcp_segment(v, c, flag::SYN | flag::ACK)),
+    );
+    assert_frame_eq("the reply", &f, &want);
+}

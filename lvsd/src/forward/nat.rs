@@ -115,20 +115,24 @@ pub fn rewrite_v4(packet: &mut [u8], side: Side, addr: Ipv4Addr, port: u16, part
 
 /// Rewrites one IPv6 packet in place, as [`rewrite_v4`] does: the address
 /// and port on `side`, the hop limit, and the transport checksum (IPv6 has
-/// no header checksum). Extension headers are not walked: the transport
-/// header must follow the fixed header.
+/// no header checksum). The transport header may follow extension headers
+/// (hop-by-hop, routing, destination options).
 pub fn rewrite_v6(packet: &mut [u8], side: Side, addr: Ipv6Addr, port: u16, partial: bool) -> bool {
     let plen = packet.len();
-    let mut ip = Ipv6Packet::new_unchecked(&mut *packet);
-    let (csum_at, min_len) = match ip.next_header() {
+    let total = Ipv6Packet::new_unchecked(&*packet).total_len().min(plen);
+    // The transport header, past any extension headers.
+    let Some((upper, l4_at)) = crate::wire::ipv6::upper_layer(&packet[..total]) else {
+        return false;
+    };
+    let (csum_at, min_len) = match upper {
         IpProtocol::Tcp => (TCP_CHECKSUM, 20),
         IpProtocol::Udp => (UDP_CHECKSUM, 8),
         _ => return false,
     };
-    let total = ip.total_len().min(plen);
-    if total < V6_HEADER_LEN + min_len {
+    if total < l4_at + min_len {
         return false;
     }
+    let mut ip = Ipv6Packet::new_unchecked(&mut *packet);
     let old_addr = match side {
         Side::Dst => ip.dst_addr(),
         Side::Src => ip.src_addr(),
@@ -139,7 +143,7 @@ pub fn rewrite_v6(packet: &mut [u8], side: Side, addr: Ipv6Addr, port: u16, part
         Side::Dst => ip.set_dst_addr(addr),
         Side::Src => ip.set_src_addr(addr),
     }
-    let l4 = &mut packet[V6_HEADER_LEN..total];
+    let l4 = &mut packet[l4_at..total];
     let port_at = match side {
         Side::Dst => DST_PORT,
         Side::Src => SRC_PORT,
@@ -155,7 +159,7 @@ pub fn rewrite_v6(packet: &mut [u8], side: Side, addr: Ipv6Addr, port: u16, part
             let ip = Ipv6Packet::new_unchecked(&packet[..V6_HEADER_LEN]);
             (ip.src_addr(), ip.dst_addr())
         };
-        let l4 = &mut packet[V6_HEADER_LEN..total];
+        let l4 = &mut packet[l4_at..total];
         let len = u32::try_from(l4.len()).unwrap_or(0);
         let c = full_udp_checksum(pseudo_header_v6(src, dst, 17, len), l4);
         l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());

@@ -141,9 +141,51 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     }
 }
 
+/// Where the upper-layer header of an IPv6 packet starts, past the
+/// extension headers a router or host may put before it (RFC 8200 4):
+/// hop-by-hop options (0), routing (43) and destination options (60) are
+/// walked; anything else, the fragment header (44) included, is the
+/// answer. None when a header runs past the packet, or after eight of them.
+pub fn upper_layer(packet: &[u8]) -> Option<(IpProtocol, usize)> {
+    let mut next = IpProtocol::from(*packet.get(6)?);
+    let mut at = HEADER_LEN;
+    for _ in 0..8 {
+        match u8::from(next) {
+            0 | 43 | 60 => {
+                let len = (usize::from(*packet.get(at + 1)?) + 1) * 8;
+                next = IpProtocol::from(*packet.get(at)?);
+                at += len;
+                if at > packet.len() {
+                    return None;
+                }
+            }
+            _ => return Some((next, at)),
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upper_layer_walks_extension_headers() {
+        let mut p = vec![0u8; 40];
+        p[0] = 0x60;
+        p[6] = 6;
+        assert_eq!(upper_layer(&p), Some((IpProtocol::Tcp, 40)));
+        // Destination options (8 bytes), then hop-by-hop (16), then UDP.
+        p[6] = 60;
+        p.extend_from_slice(&[0, 0, 1, 4, 0, 0, 0, 0]);
+        p.extend_from_slice(&[17, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(upper_layer(&p), Some((IpProtocol::Udp, 64)));
+        // A fragment header is an answer, not walked.
+        p[40] = 44;
+        assert_eq!(upper_layer(&p), Some((IpProtocol::Unknown(44), 48)));
+        // Cut short.
+        assert_eq!(upper_layer(&p[..44]), None);
+    }
 
     // A TCP SYN header from fd00:198:18::2 to fd00:198:19::100, payload 20.
     static PACKET: [u8; 60] = [
