@@ -390,6 +390,12 @@ fn stats_match_the_packets_sent(backend: &str, shards: usize) {
         0,
         "a frame missed its connection: {st:?}"
     );
+    // The kernel's own drops at the shards' packet sockets are reported
+    // (read from PACKET_STATISTICS), and at this rate there are none.
+    assert!(
+        st.shards.iter().all(|s| s.drops.get("socket_full") == Some(&0)),
+        "{st:?}"
+    );
 
     if backend == "packet" {
         // -Z zeroes the rate estimates too (ipvsadm's -Z does), also from a

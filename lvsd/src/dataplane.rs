@@ -144,6 +144,10 @@ pub struct ShardCounters {
     /// from the kernel.
     pub xdp_ring_full: AtomicU64,
     pub xdp_fill_empty: AtomicU64,
+    /// Frames the kernel dropped at the shard's packet socket (its receive
+    /// queue was full: the shard fell behind, or every buffer was in
+    /// use), summed from PACKET_STATISTICS.
+    pub socket_full: AtomicU64,
     pub tx_frames: AtomicU64,
     pub tx_bytes: AtomicU64,
     pub passed: AtomicU64,

@@ -292,6 +292,10 @@ impl Control {
                         drops: DropReason::ALL
                             .iter()
                             .map(|r| (r.name().to_string(), c.drops[*r as usize].load(Relaxed)))
+                            .chain(std::iter::once((
+                                "socket_full".to_string(),
+                                c.socket_full.load(Relaxed),
+                            )))
                             .chain(
                                 self.xdp
                                     .is_some()

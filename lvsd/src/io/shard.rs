@@ -263,7 +263,7 @@ pub fn run(p: ShardParams) -> io::Result<()> {
     let mut xsk_busy = false;
     let mut xsk_unsent = false;
     let mut xsk_last_work = Instant::now();
-    let mut xdp_stats_at = 0u64;
+    let mut stats_at = 0u64;
     let mut completions: Vec<(u64, i32, u32)> =
         Vec::with_capacity(ring.params().cq_entries() as usize);
     let mut fanout_vips: Option<Vec<std::net::Ipv4Addr>> = None;
@@ -331,12 +331,18 @@ pub fn run(p: ShardParams) -> io::Result<()> {
         }
         let conns = &mut table;
         conns.expire(now);
-        if let Some(x) = xsk.as_ref().filter(|_| now >= xdp_stats_at) {
+        if now >= stats_at {
             // The kernel's counters, a system call per socket: now and then.
-            xdp_stats_at = now + 500;
-            let (full, empty) = x.kernel_drops();
-            c.xdp_ring_full.store(full, Ordering::Relaxed);
-            c.xdp_fill_empty.store(empty, Ordering::Relaxed);
+            stats_at = now + 500;
+            // The packet socket's drops, which the read resets.
+            if let Ok(d) = super::sys::packet_drops(fd) {
+                bump(&c.socket_full, u64::from(d));
+            }
+            if let Some(x) = xsk.as_ref() {
+                let (full, empty) = x.kernel_drops();
+                c.xdp_ring_full.store(full, Ordering::Relaxed);
+                c.xdp_fill_empty.store(empty, Ordering::Relaxed);
+            }
         }
         while let Ok(req) = p.requests.try_recv() {
             match req {

@@ -137,6 +137,33 @@ pub fn tune_data_socket(fd: RawFd, rcvbuf: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// Frames the kernel dropped at packet socket `fd` since the last call
+/// (PACKET_STATISTICS, which the read resets).
+pub fn packet_drops(fd: RawFd) -> io::Result<u32> {
+    const PACKET_STATISTICS: libc::c_int = 6;
+    #[repr(C)]
+    struct TpacketStats {
+        packets: u32,
+        drops: u32,
+    }
+    let mut st = TpacketStats {
+        packets: 0,
+        drops: 0,
+    };
+    let mut len = libc::socklen_t::try_from(size_of::<TpacketStats>()).unwrap_or(0);
+    // SAFETY: `st` is writable for `len` bytes, as the kernel fills it.
+    check(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_PACKET,
+            PACKET_STATISTICS,
+            (&mut st as *mut TpacketStats).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(st.drops)
+}
+
 /// Joins `fd` to fanout group `group` in classic-BPF mode, ignoring the
 /// frames the host sends (PACKET_FANOUT_FLAG_IGNORE_OUTGOING: a group does
 /// not heed its members' PACKET_IGNORE_OUTGOING; kernel 4.20+, and joined
