@@ -306,11 +306,17 @@ pub fn run(p: ShardParams) -> io::Result<()> {
             let args = types::SubmitArgs::new().timespec(if xsk_unsent { &retry } else { &ts });
             match ring.submitter().submit_with_args(usize::from(!spin), &args) {
                 Ok(_) => {}
+                // A timeout, a full completion queue (drained below), or a
+                // passing shortage: the loop goes on.
                 Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
-                    ) => {}
+                    if transient(&e)
+                        || matches!(e.raw_os_error(), Some(libc::ETIME) | Some(libc::EBUSY)) =>
+                {
+                    if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::ENOMEM)) {
+                        // Not in a tight loop while the kernel is short.
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -641,14 +647,33 @@ fn handle(
 
 /// Pushes an entry, submitting first if the queue is full.
 fn push(ring: &mut IoUring, e: &squeue::Entry) -> io::Result<()> {
+    let mut retries = 0;
     loop {
         // SAFETY: every pointer in `e` (msghdr, buffers) stays valid until its
         // completion, as the callers guarantee.
         if unsafe { ring.submission().push(e) }.is_ok() {
             return Ok(());
         }
-        ring.submit()?;
+        match ring.submit() {
+            Ok(_) => {}
+            // The kernel short of memory for requests, or a signal: tried
+            // again for up to a tenth of a second before the shard gives up.
+            Err(err) if transient(&err) && retries < 100 => {
+                retries += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(err) => return Err(err),
+        }
     }
+}
+
+/// Errors of `io_uring_enter` that pass: a signal, or the kernel short of
+/// memory for the moment.
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::ENOMEM)
+    )
 }
 
 fn queue_send(
