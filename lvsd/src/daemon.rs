@@ -261,6 +261,7 @@ fn start_and_wait(
     let local_fd = local_tun.as_ref().map(AsRawFd::as_raw_fd);
 
     // Shard i takes the i-th set of AF_XDP sockets (none without XDP).
+    let xdp_on = !xsk.is_empty();
     let mut xsk = xsk.into_iter();
 
     let epoch = Instant::now();
@@ -347,6 +348,7 @@ fn start_and_wait(
     // and MACs, every two seconds.
     {
         let (control, stop, ifaces) = (control.clone(), stop.clone(), ifaces.clone());
+        let mtu_limit = xdp_on.then_some(crate::io::xdp::MAX_MTU);
         let t = std::thread::Builder::new()
             .name("lvsd-tick".into())
             .spawn(move || {
@@ -356,7 +358,7 @@ fn start_and_wait(
                     std::thread::sleep(Duration::from_millis(100));
                     if Instant::now() >= next {
                         next += Duration::from_secs(2);
-                        match crate::io::ifaces::refresh(&ifaces.load()) {
+                        match crate::io::ifaces::refresh(&ifaces.load(), mtu_limit) {
                             Ok(Some(new)) => {
                                 ifaces.store(Arc::new(new));
                                 lock(&control).interfaces_changed();

@@ -121,10 +121,11 @@ pub fn discover(names: &[String]) -> Result<Interfaces, IfaceError> {
 }
 
 /// Re-reads the interfaces `now` describes (their MTU, MAC and addresses
-/// may change while lvsd runs). Ok(Some(new)) when something changed on
+/// may change while lvsd runs); an MTU above `mtu_limit` (the XDP
+/// backend's) is warned about. Ok(Some(new)) when something changed on
 /// the same interfaces, Ok(None) when nothing did; an error when one is
 /// gone or was made anew (its sockets are gone: lvsd needs a restart).
-pub fn refresh(now: &Interfaces) -> Result<Option<Interfaces>, String> {
+pub fn refresh(now: &Interfaces, mtu_limit: Option<u32>) -> Result<Option<Interfaces>, String> {
     let names: Vec<String> = now.list.iter().map(|i| i.name.clone()).collect();
     let new = discover(&names).map_err(|e| format!("re-reading the interfaces: {e}"))?;
     if *now == new {
@@ -139,6 +140,13 @@ pub fn refresh(now: &Interfaces) -> Result<Option<Interfaces>, String> {
         }
         if old.mtu != i.mtu {
             tracing::info!("interface {}: MTU {} now {}", i.name, old.mtu, i.mtu);
+            if let Some(limit) = mtu_limit.filter(|&l| i.mtu > l) {
+                tracing::warn!(
+                    "interface {}: MTU {} is above the {limit} the XDP backend takes: larger frames are lost; lower it, or restart lvsd with backend = \"packet\"",
+                    i.name,
+                    i.mtu
+                );
+            }
         }
         if old.mac != i.mac {
             tracing::warn!(

@@ -257,7 +257,7 @@ const RING: u32 = 2048;
 /// The largest MTU whose frames (with Ethernet and a VLAN tag) fit a UMEM
 /// frame after the kernel's 256 bytes of XDP headroom.
 #[allow(clippy::cast_possible_truncation)] // 2048 - 274 fits u32
-const MAX_MTU: u32 = (super::xsk::FRAME - 256 - 18) as u32;
+pub const MAX_MTU: u32 = (super::xsk::FRAME - 256 - 18) as u32;
 /// UMEM frames per shard, at most (64 MiB of 2 KiB frames; the one UMEM all
 /// shards share holds at most this many times the shards).
 const MAX_FRAMES: usize = 32_768;
