@@ -393,7 +393,9 @@ fn stats_match_the_packets_sent(backend: &str, shards: usize) {
     // The kernel's own drops at the shards' packet sockets are reported
     // (read from PACKET_STATISTICS), and at this rate there are none.
     assert!(
-        st.shards.iter().all(|s| s.drops.get("socket_full") == Some(&0)),
+        st.shards
+            .iter()
+            .all(|s| s.drops.get("socket_full") == Some(&0)),
         "{st:?}"
     );
 
