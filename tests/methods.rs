@@ -1313,10 +1313,15 @@ fn wait_udp(lab: &Lab, to: SocketAddr, servers: &[&str]) {
 /// (rr); lvsd counted every one going in (one connection each) and no
 /// reply (OutPkts 0), and the client's kernel got every reply on lan0 from
 /// the real server's own MAC, none through the director (eth0); rs2
-/// received its share through the tunnel. (Shown to fail: with rs1 wired
-/// and configured as NAT the OutPkts and eth0 assertions fail; with the
-/// servers bound to 0.0.0.0 the replies come from their own addresses and
-/// the source assertion fails.)
+/// received its share through the tunnel. Then ICMP errors from the
+/// client's side about the real servers' replies (port unreachable, for
+/// datagrams from sockets closed at once) reach each real server's kernel,
+/// as is for DR and through the tunnel for TUN, one per connection.
+/// (Shown to fail: with rs1 wired and configured as NAT the OutPkts and
+/// eth0 assertions fail; with the servers bound to 0.0.0.0 the replies come
+/// from their own addresses and the source assertion fails; with lvsd
+/// dropping such errors instead of forwarding them, the real servers'
+/// counts stay at 0.)
 fn udp_direct(name: &str, v6: bool) {
     let opts = LabOptions::mixed(&[Fwd::Dr, Fwd::Tun]);
     let lab = Lab::build(name, if v6 { opts.with_ipv6() } else { opts }).expect("lab");
@@ -1386,8 +1391,86 @@ fn udp_direct(name: &str, v6: bool) {
     }
     let via_director = counter(&lab, "client", "udpreplies", "comment \"director\"");
     assert_eq!(via_director, 0, "replies came in through the director");
+
+    // ICMP errors from the client's side reach the connection's real
+    // server (as is for DR, wrapped for TUN): datagrams from sockets closed
+    // at once, so the client's kernel answers each reply with "port
+    // unreachable" to the VIP, which lvsd counts in with the connection's
+    // packets: two per connection. (Without the forwarding the errors are
+    // dropped and InPkts equals Conns.)
+    let sysctl = if v6 {
+        "net.ipv6.icmp.ratelimit=0"
+    } else {
+        "net.ipv4.icmp_ratelimit=0"
+    };
+    lab.exec_ok(lab.ns("client"), &["sysctl", "-qw", sysctl])
+        .unwrap();
+    lab.lvsadm_ok(&["-Z"]);
+    // Destination-unreachable errors each real server's kernel has taken in.
+    let unreach = |i: usize| -> u64 {
+        let (file, key) = if v6 {
+            ("/proc/net/snmp6", "Icmp6InDestUnreachs")
+        } else {
+            ("/proc/net/snmp", "Icmp:")
+        };
+        let text = lab
+            .exec_ok(lab.ns(&format!("rs{i}")), &["cat", file])
+            .unwrap();
+        if v6 {
+            let line = text.lines().find(|l| l.starts_with(key)).unwrap();
+            line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        } else {
+            // Two "Icmp:" lines: the names, then the values.
+            let mut lines = text.lines().filter(|l| l.starts_with(key));
+            let names: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+            let values: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+            let at = names.iter().position(|n| *n == "InDestUnreachs").unwrap();
+            values[at].parse().unwrap()
+        }
+    };
+    let before = [unreach(1), unreach(2)];
+    const GONE: u64 = 10;
+    lab.in_ns("client", || {
+        let any: SocketAddr = if v6 {
+            "[::]:0".parse().unwrap()
+        } else {
+            "0.0.0.0:0".parse().unwrap()
+        };
+        for k in 0..GONE {
+            let s = UdpSocket::bind(any).expect("bind");
+            s.send_to(format!("gone{k}").as_bytes(), to).unwrap();
+        }
+    });
+    let stats = wait_dest_stats(&lab, "UDP", &vip_s, |d| {
+        d.values().map(|s| s[1]).sum::<u64>() >= 2 * GONE
+    });
+    let conns: u64 = stats.values().map(|s| s[0]).sum();
+    assert_eq!(conns, GONE, "{stats:?}");
+    for (dest, s) in &stats {
+        assert_eq!(
+            s[1],
+            2 * s[0],
+            "{dest}: a datagram and an error each: {stats:?}"
+        );
+    }
+    // And the errors reached the real servers' kernels, about their own
+    // replies (bounded: they are on their way when the counters show them).
+    for i in 1..=2 {
+        let share = stats[&sa(rs[i - 1], 53)][0];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while unreach(i) - before[i - 1] < share && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(
+            unreach(i) - before[i - 1],
+            share,
+            "rs{i} ({:?}) took in an error per connection",
+            lab.method(i)
+        );
+    }
     // rs2's share (and the readiness probes it answered) came through the
-    // tunnel, not as plain DR frames.
+    // tunnel, not as plain DR frames (last: reading the count stops the
+    // decapsulator).
     assert_tunneled(&lab, 2, v6, counts["rs2"] as u64);
 }
 
