@@ -957,7 +957,7 @@ fn too_big(rx: &Rx, f: &mut Frame, len: usize, mtu: usize) -> Out {
 /// address on the link the packet came in on. Within the shard's ICMP
 /// budget; the packet is counted as dropped for `why` either way.
 fn refuse(rx: &Rx, f: &mut Frame, flow: &Flow, from: Option<IpAddr>, why: DropReason) -> Out {
-    if rx.gso || !may_answer(f.l3()) || !rx.ctx.icmp.take(rx.ctx.now, flow.src) {
+    if rx.gso || !may_answer(f.l3()) || !to_our_mac(f) || !rx.ctx.icmp.take(rx.ctx.now, flow.src) {
         return drop(why);
     }
     let Some(from) = from.or_else(|| rx.me.source_for(flow.src)) else {
@@ -995,7 +995,7 @@ fn refuse(rx: &Rx, f: &mut Frame, flow: &Flow, from: Option<IpAddr>, why: DropRe
 /// Answers a TCP segment to a service that belongs to no connection with
 /// a reset from the VIP (counted as no_conn either way).
 fn reset(rx: &Rx, f: &mut Frame, flow: &Flow) -> Out {
-    if rx.gso || !may_answer(f.l3()) {
+    if rx.gso || !may_answer(f.l3()) || !to_our_mac(f) {
         return drop(DropReason::NoConn);
     }
     let l4 = match f.l3().first() {
@@ -1005,6 +1005,10 @@ fn reset(rx: &Rx, f: &mut Frame, flow: &Flow) -> Out {
             None => return drop(DropReason::NoConn),
         },
     };
+    // A segment the stack would find corrupt gets no reset from it either.
+    if !rx.partial && !transport_checksum_ok(f.l3(), l4, flow) {
+        return drop(DropReason::NoConn);
+    }
     let l3_at = f.start + L2_LEN;
     match crate::forward::reset::answer(f.buf, l3_at, flow.len, l4) {
         Some(n) if f.set_l3_len(n) => {
@@ -1013,6 +1017,28 @@ fn reset(rx: &Rx, f: &mut Frame, flow: &Flow) -> Out {
         }
         _ => drop(DropReason::NoConn),
     }
+}
+
+/// Whether the frame was sent to lvsd's MAC address (not broadcast or
+/// multicast, which the kernel never answers with an error or a reset).
+fn to_our_mac(f: &mut Frame) -> bool {
+    f.bytes().get(vnet::HEADER_LEN).is_some_and(|b| b & 1 == 0)
+}
+
+/// Whether the TCP segment at `l4` in `l3` (of `flow.len` bytes) has a
+/// correct checksum.
+fn transport_checksum_ok(l3: &[u8], l4: usize, flow: &Flow) -> bool {
+    use crate::wire::checksum::{fold, pseudo_header_v4, pseudo_header_v6, sum};
+    let Some(seg) = l3.get(l4..flow.len) else {
+        return false;
+    };
+    let n = u32::try_from(seg.len()).unwrap_or(0);
+    let pseudo = match (flow.src, flow.dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => pseudo_header_v4(s, d, 6, n),
+        (IpAddr::V6(s), IpAddr::V6(d)) => pseudo_header_v6(s, d, 6, n),
+        _ => return false,
+    };
+    fold(pseudo + sum(seg)) == 0xffff
 }
 
 /// Whether an ICMP error may answer the IP packet `l3`: its source is a

@@ -3391,3 +3391,35 @@ fn ipv6_extension_headers_are_walked() {
     );
     assert_frame_eq("the reply", &f, &want);
 }
+
+/// No reset for a segment the stack would find corrupt, and no error or
+/// reset for a frame sent to a broadcast address (the kernel answers
+/// neither).
+#[test]
+fn no_answers_to_corrupt_or_broadcast_frames() {
+    let mut lab = Lab::new();
+    let mut bad = from_client(HTTP, ack()).frame();
+    bad[L4 + 16] ^= 0xff;
+    let sent = bad.clone();
+    assert_eq!(
+        lab.process(EXT, &mut bad),
+        Verdict::Drop(DropReason::NoConn)
+    );
+    assert_frame_eq("a corrupt segment", &bad, &sent);
+    let mut f = Pkt {
+        dst_mac: MacAddr::BROADCAST,
+        ..from_client(HTTP, ack())
+    }
+    .frame();
+    assert_eq!(lab.process(EXT, &mut f), Verdict::Drop(DropReason::NoConn));
+    lab.apply(&Op::EditDest {
+        service: tcp_key(HTTP),
+        dest: nat_dest(RIP1, HTTP_R, 0),
+    });
+    let mut f = Pkt {
+        dst_mac: MacAddr::BROADCAST,
+        ..from_client(HTTP, syn())
+    }
+    .frame();
+    assert_eq!(lab.process(EXT, &mut f), Verdict::Drop(DropReason::NoDest));
+}

@@ -131,19 +131,37 @@ pub fn serve(listener: UnixListener, access: Access, control: Arc<Mutex<Control>
             let _ = write_message(&mut stream, &r);
             continue;
         }
-        clients.fetch_add(1, Ordering::AcqRel);
+        // The slot is given back when the guard drops: at the session's
+        // end, if it panics, or here if its thread cannot start.
+        let slot = Slot::take(clients);
         let control = control.clone();
         let spawned = std::thread::Builder::new()
             .name("lvsd-admin".into())
             .spawn(move || {
+                let _slot = slot;
                 if let Err(e) = session(stream, may_change, &control) {
                     tracing::debug!("admin connection: {e}");
                 }
-                clients.fetch_sub(1, Ordering::AcqRel);
             });
         if spawned.is_err() {
             tracing::error!("cannot start an admin connection thread");
         }
+    }
+}
+
+/// One connection's place in its pool, given back on drop.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(pool: Arc<AtomicUsize>) -> Slot {
+        pool.fetch_add(1, Ordering::AcqRel);
+        Slot(pool)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

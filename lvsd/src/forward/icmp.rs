@@ -144,7 +144,8 @@ pub struct Embedded {
     pub dst: IpAddr,
     pub sport: u16,
     pub dport: u16,
-    /// Offset of the embedded IP header in the ICMP body.
+    /// Length of the quoted IP header (with any IPv6 extension headers):
+    /// where its transport header starts in the ICMP body.
     pub ip_len: usize,
 }
 
@@ -176,7 +177,10 @@ pub fn embedded(body: &[u8]) -> Option<Embedded> {
             })
         }
         6 => {
-            if body.len() < V6_LEN + 8 {
+            // The quoted packet's transport header may follow extension
+            // headers, as in the packets lvsd forwards.
+            let (protocol, at) = crate::wire::ipv6::upper_layer(body)?;
+            if body.len() < at + 8 {
                 return None;
             }
             let a = |o: usize| {
@@ -185,12 +189,12 @@ pub fn embedded(body: &[u8]) -> Option<Embedded> {
                 IpAddr::V6(Ipv6Addr::from(b))
             };
             Some(Embedded {
-                protocol: IpProtocol::from(body[6]),
+                protocol,
                 src: a(8),
                 dst: a(24),
-                sport: u16::from_be_bytes([body[V6_LEN], body[V6_LEN + 1]]),
-                dport: u16::from_be_bytes([body[V6_LEN + 2], body[V6_LEN + 3]]),
-                ip_len: V6_LEN,
+                sport: u16::from_be_bytes([body[at], body[at + 1]]),
+                dport: u16::from_be_bytes([body[at + 2], body[at + 3]]),
+                ip_len: at,
             })
         }
         _ => None,
@@ -326,6 +330,26 @@ mod tests {
         assert_eq!(&m.body()[..28], &orig[..28]);
         let e = embedded(m.body()).unwrap();
         assert_eq!((e.sport, e.dport), (40000, 53));
+    }
+
+    /// An ICMPv6 error quoting a packet with an extension header: the
+    /// ports are read past it.
+    #[test]
+    fn embedded_v6_walks_extension_headers() {
+        let mut body = vec![0u8; V6_LEN];
+        body[0] = 0x60;
+        body[6] = 60; // destination options
+        body[8..24].copy_from_slice(&"fd00:198:19::100".parse::<Ipv6Addr>().unwrap().octets());
+        body[24..40].copy_from_slice(&"fd00:198:18::2".parse::<Ipv6Addr>().unwrap().octets());
+        body.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
+        body.extend_from_slice(&80u16.to_be_bytes());
+        body.extend_from_slice(&40000u16.to_be_bytes());
+        body.extend_from_slice(&[0; 4]);
+        let e = embedded(&body).unwrap();
+        assert_eq!(
+            (e.protocol, e.sport, e.dport, e.ip_len),
+            (IpProtocol::Tcp, 80, 40000, V6_LEN + 8)
+        );
     }
 
     #[test]

@@ -48,6 +48,8 @@ const AD_PROTOCOL: u32 = 0xffff_f000;
 const AD_PKTTYPE: u32 = 0xffff_f004;
 /// SKF_AD_OFF + SKF_AD_IFINDEX: the interface the frame was seen on.
 const AD_IFINDEX: u32 = 0xffff_f008;
+/// SKF_AD_OFF + SKF_AD_VLAN_TAG: the frame's VLAN tag (TCI).
+const AD_VLAN_TAG: u32 = 0xffff_f02c;
 /// SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT: the frame carries a VLAN tag.
 const AD_VLAN_TAG_PRESENT: u32 = 0xffff_f030;
 /// PACKET_OUTGOING (linux/if_packet.h): a frame the host sends.
@@ -107,7 +109,7 @@ pub fn program(vips: &[Ipv4Addr]) -> Option<Vec<libc::sock_filter>> {
 
 /// A shard socket's own filter: frames seen on lvsd's interfaces
 /// (`ifindexes`, at most [`MAX_VIPS`]) that the host did not send and that
-/// carry no VLAN tag. The
+/// carry no VLAN ID. The
 /// shards' sockets are bound to every interface (one fanout group for
 /// all), and in a group the socket's own "ignore outgoing" no longer
 /// applies; without this, every frame on the host's other interfaces,
@@ -120,12 +122,16 @@ pub fn interface_filter(ifindexes: &[u32]) -> Vec<libc::sock_filter> {
         jump(
             JMP | JEQ | K,
             PACKET_OUTGOING,
-            u8::try_from(n + 3).unwrap_or(u8::MAX),
+            u8::try_from(n + 6).unwrap_or(u8::MAX),
             0,
         ),
-        // A frame still carrying a VLAN tag on lvsd's interface belongs to
-        // a VLAN device on top of it, not to lvsd.
+        // A frame still carrying a VLAN tag with a VLAN ID on lvsd's
+        // interface belongs to a VLAN device on top of it, not to lvsd; a
+        // priority tag (ID 0) is untagged traffic, as the kernel takes it.
         stmt(LD | W | ABS, AD_VLAN_TAG_PRESENT),
+        jump(JMP | JEQ | K, 0, 3, 0),
+        stmt(LD | W | ABS, AD_VLAN_TAG),
+        stmt(ALU | AND | K, 0x0fff),
         jump(JMP | JEQ | K, 0, 0, u8::try_from(n + 1).unwrap_or(u8::MAX)),
         stmt(LD | W | ABS, AD_IFINDEX),
     ];
@@ -201,12 +207,12 @@ mod tests {
     /// A tiny interpreter of the subset the program uses, over an IPv4
     /// packet (network header at offset 0), to check the jumps.
     fn run(p: &[libc::sock_filter], ethertype: u16, pkt: &[u8]) -> u32 {
-        run_meta(p, (ethertype, 0, 0, 0), pkt)
+        run_meta(p, (ethertype, 0, 0, None), pkt)
     }
 
-    /// [`run`] with the frame's (EtherType, ifindex, packet type, VLAN tag
-    /// present).
-    fn run_meta(p: &[libc::sock_filter], meta: (u16, u32, u32, u32), pkt: &[u8]) -> u32 {
+    /// [`run`] with the frame's (EtherType, ifindex, packet type, VLAN tag:
+    /// None or its TCI).
+    fn run_meta(p: &[libc::sock_filter], meta: (u16, u32, u32, Option<u32>), pkt: &[u8]) -> u32 {
         let (ethertype, ifindex, pkttype, vlan) = meta;
         let (mut a, mut x, mut m, mut pc) = (0u32, 0u32, [0u32; 16], 0usize);
         let rd = |off: u32, len: usize| -> u32 {
@@ -222,7 +228,10 @@ mod tests {
                 c if c == LD | H | ABS && i.k == AD_PROTOCOL => a = u32::from(ethertype),
                 c if c == LD | W | ABS && i.k == AD_IFINDEX => a = ifindex,
                 c if c == LD | W | ABS && i.k == AD_PKTTYPE => a = pkttype,
-                c if c == LD | W | ABS && i.k == AD_VLAN_TAG_PRESENT => a = vlan,
+                c if c == LD | W | ABS && i.k == AD_VLAN_TAG_PRESENT => {
+                    a = u32::from(vlan.is_some())
+                }
+                c if c == LD | W | ABS && i.k == AD_VLAN_TAG => a = vlan.unwrap_or(0),
                 c if c == LD | W | ABS => a = rd(i.k, 4),
                 c if c == LD | B | ABS => a = rd(i.k, 1),
                 c if c == LD | W | IND => a = rd(i.k + x, 4),
@@ -348,23 +357,28 @@ mod tests {
         let p = interface_filter(&[3, 7]);
         let pkt = packet([198, 18, 0, 2], 40000, [198, 19, 0, 100], 80);
         for (ifindex, pkttype, vlan, kept) in [
-            (3, 0, 0, true),  // to us, on ext0
-            (7, 0, 0, true),  // to us, on int0
-            (7, 1, 0, true),  // broadcast (ARP)
-            (7, 3, 0, true),  // to another host (a promiscuous bridge port)
-            (3, 4, 0, false), // the host sending on ext0
-            (1, 0, 0, false), // loopback
-            (9, 0, 0, false), // another interface, or lvsd's local-node device
-            (3, 0, 1, false), // tagged: a VLAN device's, on top of ext0
+            (3, 0, None, true),          // to us, on ext0
+            (7, 0, None, true),          // to us, on int0
+            (7, 1, None, true),          // broadcast (ARP)
+            (7, 3, None, true),          // to another host (a bridge port)
+            (3, 4, None, false),         // the host sending on ext0
+            (1, 0, None, false),         // loopback
+            (9, 0, None, false),         // another interface, or local-node
+            (3, 0, Some(0x000a), false), // VLAN 10: a VLAN device's
+            (3, 0, Some(0xa00a), false), // VLAN 10, priority 5
+            (3, 0, Some(0xa000), true),  // a priority tag only (VLAN ID 0)
         ] {
             let got = run_meta(&p, (0x0800, ifindex, pkttype, vlan), &pkt);
             assert_eq!(
                 got != 0,
                 kept,
-                "ifindex {ifindex}, type {pkttype}, vlan {vlan}"
+                "ifindex {ifindex}, type {pkttype}, vlan {vlan:?}"
             );
         }
-        assert_eq!(run_meta(&interface_filter(&[]), (0x0800, 3, 0, 0), &pkt), 0);
+        assert_eq!(
+            run_meta(&interface_filter(&[]), (0x0800, 3, 0, None), &pkt),
+            0
+        );
     }
 
     #[test]
