@@ -165,8 +165,9 @@ impl Drop for Slot {
     }
 }
 
-/// The admin socket as a session reads it: each request must have arrived
-/// whole within [`IDLE`] of the answer before, however its bytes trickle.
+/// The admin socket with a deadline for a whole request (read: within
+/// [`IDLE`] of the answer before) or a whole answer (written: within
+/// [`ANSWER`]), however the bytes trickle.
 struct Timed {
     stream: UnixStream,
     deadline: Instant,
@@ -186,13 +187,38 @@ impl io::Read for Timed {
     }
 }
 
+impl io::Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the answer not taken in time",
+            ));
+        }
+        self.stream.set_write_timeout(Some(left))?;
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// How long a client may take to read one answer, however large.
+const ANSWER: Duration = Duration::from_secs(30);
+
 fn session(
     stream: UnixStream,
     may_change: bool,
     control: &Mutex<Control>,
 ) -> Result<(), FrameError> {
-    stream.set_write_timeout(Some(Duration::from_secs(30)))?;
-    let mut writer = stream.try_clone()?;
+    // Each answer must be taken whole within ANSWER, however its bytes
+    // are read (a write timeout alone restarts with every partial write).
+    let mut writer = Timed {
+        stream: stream.try_clone()?,
+        deadline: Instant::now(),
+    };
     let mut reader = BufReader::new(Timed {
         stream,
         deadline: Instant::now() + IDLE,
@@ -204,12 +230,14 @@ fn session(
             Err(FrameError::Closed) => return Ok(()),
             Err(FrameError::TooLong(_)) => {
                 let r = error(ErrorKind::Malformed, "request longer than the limit".into());
+                writer.deadline = Instant::now() + ANSWER;
                 write_message(&mut writer, &r)?;
                 return Ok(());
             }
             Err(e) => return Err(e),
         };
         let response = answer(&line, may_change, control);
+        writer.deadline = Instant::now() + ANSWER;
         write_message(&mut writer, &response)?;
     }
 }
