@@ -1269,17 +1269,45 @@ fn ipv6_tun() {
 /// connection for lvsd each time) of the calling thread's namespace and
 /// waits up to `wait` for the reply: its text and where it came from.
 fn udp_query(to: SocketAddr, msg: &str, wait: Duration) -> Option<(String, SocketAddr)> {
-    let any: SocketAddr = if to.is_ipv6() {
-        "[::]:0".parse().unwrap()
+    ask(&udp_socket(to, 0), to, msg, wait)
+}
+
+/// A UDP socket of the calling thread's namespace, of `to`'s family, on
+/// `port` (0: any).
+fn udp_socket(to: SocketAddr, port: u16) -> UdpSocket {
+    let any: IpAddr = if to.is_ipv6() {
+        Ipv6Addr::UNSPECIFIED.into()
     } else {
-        "0.0.0.0:0".parse().unwrap()
+        Ipv4Addr::UNSPECIFIED.into()
     };
-    let s = UdpSocket::bind(any).expect("bind a UDP socket");
+    UdpSocket::bind(SocketAddr::new(any, port)).expect("bind a UDP socket")
+}
+
+/// Sends `msg` to `to` from `s` and waits up to `wait` for the reply.
+fn ask(s: &UdpSocket, to: SocketAddr, msg: &str, wait: Duration) -> Option<(String, SocketAddr)> {
     s.set_read_timeout(Some(wait)).unwrap();
     s.send_to(msg.as_bytes(), to).expect("send a datagram");
     let mut buf = [0u8; 512];
     let (n, from) = s.recv_from(&mut buf).ok()?;
     Some((String::from_utf8_lossy(&buf[..n]).into_owned(), from))
+}
+
+/// Source ports of the counted queries: below the kernel's ephemeral
+/// range, so none is the port of an earlier probe whose connection lvsd
+/// still holds (it would count as that connection's packet, not a new one).
+const QUERY_PORTS: u16 = 20000;
+
+/// `n` queries "q0".."q{n-1}" to `to`, each from its own port (from
+/// [`QUERY_PORTS`] on); the replies that came.
+fn udp_queries(to: SocketAddr, n: usize) -> Vec<(String, SocketAddr)> {
+    let sockets: Vec<UdpSocket> = (0..n)
+        .map(|k| udp_socket(to, QUERY_PORTS + u16::try_from(k).unwrap()))
+        .collect();
+    sockets
+        .iter()
+        .enumerate()
+        .filter_map(|(k, s)| ask(s, to, &format!("q{k}"), Duration::from_secs(2)))
+        .collect()
 }
 
 /// Probes `to` from the client (at most 10 s, a fresh socket every time)
@@ -1357,11 +1385,7 @@ fn udp_direct(name: &str, v6: bool) {
     lab.lvsadm_ok(&["-Z"]);
 
     const N: usize = 40;
-    let replies = lab.in_ns("client", || {
-        (0..N)
-            .filter_map(|k| udp_query(to, &format!("q{k}"), Duration::from_secs(2)))
-            .collect::<Vec<_>>()
-    });
+    let replies = lab.in_ns("client", || udp_queries(to, N));
     assert_eq!(replies.len(), N, "every datagram answered: {replies:?}");
     for (text, from) in &replies {
         assert_eq!(*from, to, "the reply {text:?} did not come from the VIP");
@@ -1431,13 +1455,12 @@ fn udp_direct(name: &str, v6: bool) {
     let before = [unreach(1), unreach(2)];
     const GONE: u64 = 10;
     lab.in_ns("client", || {
-        let any: SocketAddr = if v6 {
-            "[::]:0".parse().unwrap()
-        } else {
-            "0.0.0.0:0".parse().unwrap()
-        };
-        for k in 0..GONE {
-            let s = UdpSocket::bind(any).expect("bind");
+        // Ports of their own (one new connection each), each socket closed
+        // right after its datagram.
+        let sockets: Vec<UdpSocket> = (0..GONE)
+            .map(|k| udp_socket(to, QUERY_PORTS + 1000 + u16::try_from(k).unwrap()))
+            .collect();
+        for (k, s) in sockets.into_iter().enumerate() {
             s.send_to(format!("gone{k}").as_bytes(), to).unwrap();
         }
     });
@@ -1525,9 +1548,7 @@ fn ipv6_udp_nat() {
     const N: usize = 20;
     const FLOW: usize = 5;
     let (replies, flow) = lab.in_ns("client", || {
-        let replies: Vec<_> = (0..N)
-            .filter_map(|k| udp_query(to, &format!("q{k}"), Duration::from_secs(2)))
-            .collect();
+        let replies = udp_queries(to, N);
         // One socket, one flow: one connection, one real server.
         let s = UdpSocket::bind("[::]:0").unwrap();
         s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();

@@ -232,6 +232,22 @@ pub struct Interfaces {
 }
 
 impl Interfaces {
+    /// One interface, int0 at 198.18.1.1/24, for the crate's unit tests.
+    #[cfg(test)]
+    pub(crate) fn int0_for_tests() -> Self {
+        Interfaces {
+            list: vec![Iface {
+                name: "int0".into(),
+                ifindex: 2,
+                mac: MacAddr([2, 0, 0, 0, 0, 2]),
+                mtu: 1500,
+                addrs: vec![(Ipv4Addr::new(198, 18, 1, 1), 24)],
+                addrs6: Vec::new(),
+            }],
+            local: FastSet::default(),
+        }
+    }
+
     /// The slot of the interface with `ifindex`.
     pub fn slot(&self, ifindex: u32) -> Option<u16> {
         self.list

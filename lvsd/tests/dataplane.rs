@@ -684,6 +684,29 @@ struct Case {
 
 fn no_setup(_: &mut Lab) {}
 
+/// A row whose packet's TTL runs out here: time exceeded back to its
+/// sender, from `from`, out of the interface it came in on.
+fn time_exceeded(
+    description: &'static str,
+    setup: fn(&mut Lab),
+    iface: u16,
+    sent: Pkt,
+    from: Ipv4Addr,
+) -> Case {
+    let input = sent.frame();
+    Case {
+        description,
+        setup,
+        iface,
+        output: Output::Frame(refused(&input, from, (11, 0))),
+        input,
+        verdict: Verdict::Refuse {
+            iface,
+            why: DropReason::TtlExceeded,
+        },
+    }
+}
+
 /// Sends the client's SYN to VIP:80 first, so a connection exists.
 fn open_http(lab: &mut Lab) {
     let mut f = from_client(HTTP, syn()).frame();
@@ -1524,99 +1547,46 @@ fn drops() {
             verdict: drop(DropReason::Fragment),
             output: Output::Unchanged,
         },
-        Case {
-            description: "SYN with TTL 1 to the VIP: time exceeded back to the sender",
-            setup: no_setup,
-            iface: EXT,
-            input: Pkt {
+        time_exceeded(
+            "SYN with TTL 1 to the VIP",
+            no_setup,
+            EXT,
+            Pkt {
                 ttl: 1,
                 ..from_client(HTTP, syn())
-            }
-            .frame(),
-            verdict: Verdict::Refuse {
-                iface: EXT,
-                why: DropReason::TtlExceeded,
             },
-            output: Output::Frame(refused(
-                &Pkt {
-                    ttl: 1,
-                    ..from_client(HTTP, syn())
-                }
-                .frame(),
-                VIP,
-                (11, 0),
-            )),
-        },
-        Case {
-            description: "SYN with TTL 0 to the VIP: time exceeded back to the sender",
-            setup: no_setup,
-            iface: EXT,
-            input: Pkt {
+            VIP,
+        ),
+        time_exceeded(
+            "SYN with TTL 0 to the VIP",
+            no_setup,
+            EXT,
+            Pkt {
                 ttl: 0,
                 ..from_client(HTTP, syn())
-            }
-            .frame(),
-            verdict: Verdict::Refuse {
-                iface: EXT,
-                why: DropReason::TtlExceeded,
             },
-            output: Output::Frame(refused(
-                &Pkt {
-                    ttl: 0,
-                    ..from_client(HTTP, syn())
-                }
-                .frame(),
-                VIP,
-                (11, 0),
-            )),
-        },
-        Case {
-            description:
-                "ACK with TTL 1 on an existing connection: time exceeded back to the sender",
-            setup: open_http,
-            iface: EXT,
-            input: Pkt {
+            VIP,
+        ),
+        time_exceeded(
+            "ACK with TTL 1 on an existing connection",
+            open_http,
+            EXT,
+            Pkt {
                 ttl: 1,
                 ..from_client(HTTP, ack())
-            }
-            .frame(),
-            verdict: Verdict::Refuse {
-                iface: EXT,
-                why: DropReason::TtlExceeded,
             },
-            output: Output::Frame(refused(
-                &Pkt {
-                    ttl: 1,
-                    ..from_client(HTTP, ack())
-                }
-                .frame(),
-                VIP,
-                (11, 0),
-            )),
-        },
-        Case {
-            description: "RS reply with TTL 1: time exceeded back to the sender",
-            setup: open_http,
-            iface: INT,
-            input: Pkt {
+            VIP,
+        ),
+        time_exceeded(
+            "RS reply with TTL 1",
+            open_http,
+            INT,
+            Pkt {
                 ttl: 1,
                 ..from_rs(HTTP_R, syn_ack())
-            }
-            .frame(),
-            verdict: Verdict::Refuse {
-                iface: INT,
-                why: DropReason::TtlExceeded,
             },
-            output: Output::Frame(refused(
-                &Pkt {
-                    ttl: 1,
-                    ..from_rs(HTTP_R, syn_ack())
-                }
-                .frame(),
-                INT_IP,
-                (11, 0),
-            )),
-        },
+            INT_IP,
+        ),
         Case {
             description: "GRE to the VIP",
             setup: no_setup,

@@ -386,23 +386,11 @@ fn base(m: &std::sync::Mutex<lvsd_proto::Stats>) -> lvsd_proto::Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::Iface;
-    use crate::wire::ethernet::MacAddr;
     use lvsd_proto::{DestSpec, ServiceKey, ServiceSpec};
     use std::net::IpAddr;
 
     pub(super) fn control() -> Control {
-        let ifaces = Interfaces {
-            list: vec![Iface {
-                name: "int0".into(),
-                ifindex: 2,
-                mac: MacAddr([2, 0, 0, 0, 0, 2]),
-                mtu: 1500,
-                addrs: vec![("198.18.1.1".parse().unwrap(), 24)],
-                addrs6: Vec::new(),
-            }],
-            local: Default::default(),
-        };
+        let ifaces = Interfaces::int0_for_tests();
         Control::new(
             Model::new(1),
             Arc::new(ArcSwap::from_pointee(ifaces)),

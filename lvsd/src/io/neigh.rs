@@ -337,24 +337,13 @@ fn parse_answer(frame: &[u8]) -> Option<(IpAddr, MacAddr)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::Iface;
 
     /// Removed real servers whose connections last are resolved like the
     /// others; when they go, the published table must follow (`want` says
     /// so); an off-subnet one is only noted.
     #[test]
     fn lingering_servers_are_wanted() {
-        let ifs = Interfaces {
-            list: vec![Iface {
-                name: "int0".into(),
-                ifindex: 2,
-                mac: MacAddr([2, 0, 0, 0, 0, 2]),
-                mtu: 1500,
-                addrs: vec![(Ipv4Addr::new(198, 18, 1, 1), 24)],
-                addrs6: Vec::new(),
-            }],
-            local: Default::default(),
-        };
+        let ifs = Interfaces::int0_for_tests();
         let rs: IpAddr = Ipv4Addr::new(198, 18, 1, 11).into();
         let far: IpAddr = Ipv4Addr::new(198, 19, 9, 9).into();
         let mut table = RuleTable::empty();
